@@ -1,0 +1,246 @@
+"""Stage 9, `register`: log a judge checkpoint to MLflow, register it, and run the promotion gate.
+
+    unireward register --model-dir out/grpo --metrics out/evaluate/metrics.json --output out/reg
+
+What it does, in order:
+1. one MLflow run with the stage's params, the eval metrics and tags; the checkpoint directory
+   (config.json, *.safetensors, tokenizer/processor files) is logged as run artifacts under
+   `model/` - as plain files, so vLLM and transformers load it without an MLflow flavour;
+2. a new version of registered model `model_name` whose source is the absolute artifact URI of
+   that `model/` directory (with run_id set, which an MLflow server requires for local paths);
+   the eval metrics are copied onto the version as `metric.<name>` tags for the registry UI;
+3. alias `challenger` moves to the new version; the version holding `champion` is compared to it
+   by `unireward.registry.gate.promotion_decision` (champion metrics read from its run), and
+   `champion` moves only on a pass;
+4. `output_dir/registration.json` records the result.
+
+Consumers load the promoted judge with
+`mlflow.artifacts.download_artifacts(artifact_uri="models:/UnifiedReward@champion")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unireward.registry.gate import promotion_decision
+from unireward.tracking import NULL_TRACKING_URI, MlflowTracker, default_tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import RegisteredModel
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+MODEL_ARTIFACT_PATH = "model"
+METRIC_TAG_PREFIX = "metric."
+CHECKPOINT_MARKERS = ("config.json", "adapter_config.json")
+
+
+@dataclass(frozen=True)
+class RegisterConfig:
+    model_name: str = "UnifiedReward"
+    tracking_uri: str | None = None  # None -> default_tracking_uri(Path.cwd())
+    experiment: str = "unireward"
+    primary_metric: str = "pairwise_diff_mean"
+    margin: float = 0.01
+    max_regression: float = 0.02
+    per_task_metrics: tuple[str, ...] = (
+        "image_generation/pairwise_diff",
+        "image_understanding/pairwise_diff",
+        "video_generation/pairwise_diff",
+        "video_understanding/pairwise_diff",
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model_name.strip() or any(c in self.model_name for c in "/:"):
+            raise ValueError(
+                f"register.model_name {self.model_name!r} must be non-empty, without '/' or ':' "
+                "(MLflow registered model names)"
+            )
+        if self.tracking_uri == NULL_TRACKING_URI or self.tracking_uri == "":
+            raise ValueError(
+                "register.tracking_uri must name an MLflow store (the registry lives there); "
+                "leave it out for the local sqlite default"
+            )
+        if not self.experiment.strip():
+            raise ValueError("register.experiment must be a non-empty MLflow experiment name")
+        if not self.primary_metric:
+            raise ValueError("register.primary_metric must name a key of the evaluate metrics")
+        for name in ("margin", "max_regression"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"register.{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"register.{name} must be a finite number >= 0, got {value}")
+        if not isinstance(self.per_task_metrics, tuple) or not all(
+            isinstance(k, str) and k for k in self.per_task_metrics
+        ):
+            raise ValueError(
+                "register.per_task_metrics must be a list of metric names, e.g. "
+                "['image_generation/pairwise_diff']"
+            )
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    model_name: str
+    version: str
+    run_id: str
+    promoted: bool
+    reasons: tuple[str, ...]
+    model_uri: str
+
+
+def load_metrics(path: Path) -> dict[str, float]:
+    """The evaluate stage's `{name: number}` JSON; null reads as nan (the gate refuses it)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file {path} not found (run the evaluate stage first)")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of metric name -> number")
+    metrics: dict[str, float] = {}
+    for key, value in data.items():
+        if value is None:
+            value = math.nan
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{path}: metric {key!r} is {value!r}; metrics must be numbers")
+        metrics[key] = float(value)
+    return metrics
+
+
+def check_checkpoint(model_dir: Path) -> None:
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model directory {model_dir} not found")
+    if not any((model_dir / marker).is_file() for marker in CHECKPOINT_MARKERS):
+        raise ValueError(
+            f"{model_dir} holds no {' or '.join(CHECKPOINT_MARKERS)}; pass the checkpoint "
+            "directory itself (the one save_pretrained wrote), not its parent"
+        )
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> RegisteredModel:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    try:
+        return client.create_registered_model(name, description="Unified multimodal reward judge")
+    except MlflowException as err:  # another register run created it in between
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_registered_model(name)
+
+
+def _champion_metrics(client: MlflowClient, model: RegisteredModel) -> dict[str, float] | None:
+    """Metrics of the current champion's run; None when no version holds the alias."""
+    version = model.aliases.get(CHAMPION)
+    if version is None:
+        return None
+    champion = client.get_model_version(model.name, version)
+    if not champion.run_id:
+        return {}  # registered by hand, no run: the gate refuses and says why
+    return dict(client.get_run(champion.run_id).data.metrics)
+
+
+def _gate(
+    client: MlflowClient, model: RegisteredModel, metrics: dict[str, float], config: RegisterConfig
+) -> tuple[bool, tuple[str, ...]]:
+    """The promotion decision against the version holding `champion` (read before any move)."""
+    decision = promotion_decision(
+        metrics,
+        _champion_metrics(client, model),
+        primary=config.primary_metric,
+        margin=config.margin,
+        per_task_keys=config.per_task_metrics,
+        max_regression=config.max_regression,
+    )
+    champion_version = model.aliases.get(CHAMPION)
+    if champion_version is None:
+        return decision.promote, decision.reasons
+    compared = f"compared with champion version {champion_version}"
+    return decision.promote, (compared, *decision.reasons)
+
+
+def run(
+    config: RegisterConfig,
+    model_dir: Path,
+    metrics_path: Path,
+    output_dir: Path,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> RegisterResult:
+    """Register `model_dir` as a new version; move `champion` only if the gate passes."""
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    check_checkpoint(model_dir)
+    metrics = load_metrics(Path(metrics_path))
+    tracker = MlflowTracker(
+        config.tracking_uri or default_tracking_uri(Path.cwd()), config.experiment
+    )
+    client = tracker.client
+    name = config.model_name
+
+    run_tags = {"stage": "register", **(tags or {})}
+    with tracker.start_run(f"register-{name}", tags=run_tags):
+        run_id = tracker.run_id
+        assert run_id is not None
+        tracker.log_params({**(params or {}), "register": dataclasses.asdict(config)})
+        tracker.log_metrics(metrics)
+        tracker.log_artifacts(model_dir, MODEL_ARTIFACT_PATH)
+        source = tracker.artifact_uri(MODEL_ARTIFACT_PATH)
+
+        model = _ensure_registered_model(client, name)
+        version_tags = {f"{METRIC_TAG_PREFIX}{k}": repr(v) for k, v in metrics.items()}
+        mv = client.create_model_version(name, source, run_id=run_id, tags=version_tags)
+        client.set_registered_model_alias(name, CHALLENGER, mv.version)
+        promote, reasons = _gate(client, model, metrics, config)
+        if promote:
+            client.set_registered_model_alias(name, CHAMPION, mv.version)
+        verdict = "promoted" if promote else "not promoted"
+        client.set_model_version_tag(name, mv.version, "gate", verdict)
+        client.set_model_version_tag(name, mv.version, "gate.reasons", "\n".join(reasons))
+        tracker.set_tags({"gate": verdict, "model_version": mv.version})
+
+    result = RegisterResult(
+        model_name=name,
+        version=str(mv.version),
+        run_id=run_id,
+        promoted=promote,
+        reasons=reasons,
+        model_uri=f"models:/{name}/{mv.version}",
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "registration.json").write_text(
+        json.dumps(dataclasses.asdict(result), indent=2) + "\n"
+    )
+    return result
+
+
+def download_model(
+    tracking_uri: str, model_name: str, alias: str = CHAMPION, dst_path: Path | None = None
+) -> Path:
+    """Local directory holding the checkpoint files of `model_name@alias` in this store.
+
+    Equivalent to `mlflow.artifacts.download_artifacts(artifact_uri="models:/<name>@<alias>")`,
+    but uses `tracking_uri` explicitly: mlflow 3.17 resolves `models:/` URIs through the
+    process-wide registry URI (MLFLOW_TRACKING_URI) and ignores the `registry_uri` argument.
+    """
+    import mlflow
+
+    client = MlflowTracker(tracking_uri, experiment="unused").client
+    version = client.get_model_version_by_alias(model_name, alias)
+    source = client.get_model_version_download_uri(model_name, version.version)
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=source,
+            dst_path=None if dst_path is None else str(dst_path),
+            tracking_uri=tracking_uri,
+        )
+    )

@@ -1,0 +1,174 @@
+"""The `register` stage on a real MLflow sqlite store: versions, aliases, the gate, loading back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from unireward.config import from_dict
+from unireward.registry.register import RegisterConfig, RegisterResult, download_model, run
+from unireward.tracking import default_tracking_uri
+
+TASK_KEYS = RegisterConfig().per_task_metrics
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "sub").mkdir(parents=True)
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "hidden": 8}))
+    (ckpt / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    (ckpt / "sub" / "tokenizer.json").write_text("{}")
+    return ckpt
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> RegisterConfig:
+    return RegisterConfig(tracking_uri=default_tracking_uri(tmp_path / "store"))
+
+
+def _register(tmp_path, config, checkpoint, name: str, metrics: dict) -> RegisterResult:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(metrics))
+    return run(config, checkpoint, path, tmp_path / name, params={"train": {"lr": 1e-3}})
+
+
+def _metrics(mean: float, **per_task: float) -> dict[str, float]:
+    out = {key: mean for key in TASK_KEYS}
+    out.update({f"{task}/pairwise_diff": value for task, value in per_task.items()})
+    return {"pairwise_diff_mean": mean, **out}
+
+
+def _aliases(config: RegisterConfig) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    model = MlflowClient(config.tracking_uri).get_registered_model(config.model_name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def test_first_registration_becomes_champion(tmp_path, config, checkpoint):
+    result = _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    assert result.promoted and result.version == "1"
+    assert any("no current champion" in r for r in result.reasons)
+    assert _aliases(config) == {"champion": "1", "challenger": "1"}
+    written = json.loads((tmp_path / "v1" / "registration.json").read_text())
+    assert written["model_uri"] == "models:/UnifiedReward/1" and written["promoted"] is True
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(config.tracking_uri)
+    version = client.get_model_version(config.model_name, "1")
+    assert version.run_id == result.run_id
+    assert version.tags["metric.pairwise_diff_mean"] == "0.7"
+    run_data = client.get_run(result.run_id).data
+    assert run_data.params["train.lr"] == "0.001"
+    assert run_data.params["register.margin"] == "0.01"
+    assert run_data.metrics["image_generation/pairwise_diff"] == 0.7
+
+
+def test_worse_challenger_keeps_champion(tmp_path, config, checkpoint):
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    result = _register(tmp_path, config, checkpoint, "v2", _metrics(0.65))
+    assert not result.promoted
+    assert any("pairwise_diff_mean: 0.6500 vs champion 0.7000" in r for r in result.reasons)
+    assert _aliases(config) == {"champion": "1", "challenger": "2"}
+
+
+def test_better_challenger_moves_champion(tmp_path, config, checkpoint):
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    _register(tmp_path, config, checkpoint, "v2", _metrics(0.65))
+    # compared with the champion (v1), not with the last challenger (v2)
+    result = _register(tmp_path, config, checkpoint, "v3", _metrics(0.72))
+    assert result.promoted, result.reasons
+    assert any("compared with champion version 1" in r for r in result.reasons)
+    assert _aliases(config) == {"champion": "3", "challenger": "3"}
+
+
+def test_per_task_regression_blocks_promotion(tmp_path, config, checkpoint):
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    result = _register(tmp_path, config, checkpoint, "v2", _metrics(0.8, video_generation=0.6))
+    assert not result.promoted
+    assert any(
+        r.startswith("video_generation/pairwise_diff") and "FAIL" in r for r in result.reasons
+    )
+    assert _aliases(config)["champion"] == "1"
+
+
+def test_missing_per_task_metric_is_refused_with_reason(tmp_path, config, checkpoint):
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    metrics = _metrics(0.9)
+    del metrics["video_understanding/pairwise_diff"]
+    result = _register(tmp_path, config, checkpoint, "v2", metrics)
+    assert not result.promoted
+    assert any("no metric 'video_understanding/pairwise_diff'" in r for r in result.reasons)
+    assert _aliases(config) == {"champion": "1", "challenger": "2"}
+
+
+def test_champion_downloads_with_identical_bytes(tmp_path, config, checkpoint, monkeypatch):
+    import mlflow
+
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    # models:/ URIs resolve through the process-wide registry URI (mlflow 3.17 ignores the
+    # registry_uri argument there), the way a consumer configures it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking_uri)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{config.model_name}@champion", dst_path=str(tmp_path / "dl")
+        )
+    )
+    _assert_same_tree(local, checkpoint)
+
+
+def test_download_model_uses_the_given_store(tmp_path, config, checkpoint):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"hidden": 16}')
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    _register(tmp_path, config, other, "v2", _metrics(0.6))  # challenger only
+    name, uri = config.model_name, config.tracking_uri
+    _assert_same_tree(download_model(uri, name, dst_path=tmp_path / "a"), checkpoint)
+    _assert_same_tree(download_model(uri, name, "challenger", dst_path=tmp_path / "b"), other)
+
+
+def _assert_same_tree(local: Path, checkpoint: Path) -> None:
+    files = sorted(p.relative_to(checkpoint) for p in checkpoint.rglob("*") if p.is_file())
+    assert files and sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file()) == files
+    for rel in files:
+        assert (local / rel).read_bytes() == (checkpoint / rel).read_bytes()
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ValueError, match="marign"):
+        from_dict(RegisterConfig, {"marign": 0.1}, where="register")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"model_name": "a/b"}, "model_name"),
+        ({"tracking_uri": "null"}, "tracking_uri"),
+        ({"margin": -0.1}, "margin"),
+        ({"max_regression": float("nan")}, "max_regression"),
+        ({"per_task_metrics": ("",)}, "per_task_metrics"),
+    ],
+)
+def test_invalid_config_is_rejected(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        RegisterConfig(**overrides)
+
+
+def test_config_from_yaml_shaped_dict():
+    config = from_dict(RegisterConfig, {"margin": 0, "per_task_metrics": ["a/pairwise_diff"]})
+    assert config.margin == 0.0 and config.per_task_metrics == ("a/pairwise_diff",)
+
+
+def test_bad_inputs_fail_before_touching_mlflow(tmp_path, config, checkpoint):
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"pairwise_diff_mean": "high"}))
+    with pytest.raises(ValueError, match="pairwise_diff_mean"):
+        run(config, checkpoint, bad, tmp_path / "out")
+    with pytest.raises(ValueError, match=r"config\.json"):
+        run(config, tmp_path, bad, tmp_path / "out")  # parent dir, not the checkpoint
+    assert not (tmp_path / "store").exists()
