@@ -1,0 +1,691 @@
+"""The shapes world: a seeded synthetic world of coloured shapes with full ground truth.
+
+Every image shows one shape (circle, square, triangle, cross) of one colour in one quadrant of a
+dark, slightly noisy background; every video shows one shape crossing the frame in one direction.
+From the ground truth we derive all four judge tasks in both modes (captions with matching and
+mismatching renders, questions with right and wrong answers, pairwise labels, graded pointwise
+scores) plus perception examples that teach the tiny base VLM to *see* before it learns to judge.
+
+Usage::
+
+    from pathlib import Path
+    from unireward.data.shapes import ShapesConfig, generate
+    records = generate(ShapesConfig(seed=0), Path("data/shapes"))  # media/ + records.parquet
+
+Splits: `train` and `eval_seen` draw only seen (colour, shape) combinations, from different seed
+streams; `eval_unseen` describes only the held-out `UNSEEN_COMBOS` (its distractors -- the
+mismatching render or wrong answer -- may use any combination). Rendering is pure numpy + PIL, so
+the default config (2,400 records, ~13k 56-px PNGs) generates in a few seconds.
+
+Randomness: each record draws from its own generator seeded by (seed, split, task, mode, index),
+so a record does not depend on how many others were generated and the output is byte-identical
+for a config.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from unireward.data.schema import Record, write_records
+from unireward.tasks import MODES, PAIR_ANSWERS, SCORE_RANGE, TASKS, TIE_ANSWERS, Mode, Task
+
+COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "white")
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
+POSITIONS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
+MOTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+IMAGE_DEFECTS: tuple[str, ...] = ("noise", "blur")
+VIDEO_DEFECTS: tuple[str, ...] = ("shuffled", "frozen")
+SPLITS: tuple[str, ...] = ("train", "eval_seen", "eval_unseen")
+
+COLOUR_RGB: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 100, 255),
+    "yellow": (240, 220, 30),
+    "purple": (170, 60, 230),
+    "white": (245, 245, 245),
+}
+BACKGROUND_RGB: tuple[int, int, int] = (22, 22, 30)
+
+# Held out of train / eval_seen, independent of the seed. One per colour; triangle and cross twice,
+# circle and square once, so every colour keeps 3 seen shapes and every shape >= 4 seen colours.
+UNSEEN_COMBOS: tuple[tuple[str, str], ...] = (
+    ("red", "triangle"),
+    ("green", "cross"),
+    ("blue", "square"),
+    ("yellow", "circle"),
+    ("purple", "cross"),
+    ("white", "triangle"),
+)
+ALL_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLOURS for s in SHAPES)
+SEEN_COMBOS: tuple[tuple[str, str], ...] = tuple(c for c in ALL_COMBOS if c not in UNSEEN_COMBOS)
+
+SOURCE = "shapes-world"
+Combos = Sequence[tuple[str, str]]  # (colour, shape) pairs
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Ground truth of one visual item. Images have a position, videos a motion, never both."""
+
+    shape: str
+    colour: str
+    position: str | None = None
+    motion: str | None = None
+    defect: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("shape", self.shape, SHAPES)
+        _check_name("colour", self.colour, COLOURS)
+        if self.position is not None:
+            _check_name("position", self.position, POSITIONS)
+        if self.motion is not None:
+            _check_name("motion", self.motion, MOTIONS)
+        if self.position is not None and self.motion is not None:
+            raise ValueError("a Scene has a position (image) or a motion (video), not both")
+        if self.defect is not None:
+            valid = VIDEO_DEFECTS if self.motion is not None else IMAGE_DEFECTS
+            _check_name("defect for this kind of scene", self.defect, valid)
+
+    @property
+    def is_video(self) -> bool:
+        return self.motion is not None
+
+
+def _check_name(what: str, value: object, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; expected one of: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    seed: int = 0
+    image_size: int = 56
+    frames: int = 8
+    tie_fraction: float = 0.1
+    train_per_task_mode: int = 200  # records per (task, mode) in split train
+    eval_per_task_mode: int = 50  # per (task, mode) in eval_seen and in eval_unseen each
+    teacher_error_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "image_size", "frames", "train_per_task_mode", "eval_per_task_mode"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"shapes.{name} must be an integer, got {value!r}")
+        if self.seed < 0:
+            raise ValueError(f"shapes.seed must be >= 0 (numpy seeds), got {self.seed}")
+        if self.image_size < 24 or self.image_size % 2:
+            raise ValueError(
+                f"shapes.image_size must be even and >= 24 so each quadrant holds a shape, got "
+                f"{self.image_size}; the tiny VLM wants a multiple of 28 (56 = 2x2 merged patches)"
+            )
+        if self.frames < 4:
+            raise ValueError(
+                f"shapes.frames must be >= 4 (shuffled/frozen defects need room), got "
+                f"{self.frames}; the judge contract uses 8"
+            )
+        for name in ("train_per_task_mode", "eval_per_task_mode"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"shapes.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("tie_fraction", "teacher_error_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"shapes.{name} must be a fraction in [0, 1], got {value!r}")
+
+
+def describe(scene: Scene) -> str:
+    """Caption of a scene: "a red circle at the top left" / "a red circle moving right"."""
+    text = f"a {scene.colour} {scene.shape}"
+    if scene.position is not None:
+        text += f" at the {scene.position}"
+    if scene.motion is not None:
+        text += f" moving {scene.motion}"
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _grid(size: int) -> np.ndarray:
+    """Pixel-centre coordinates (2, size, size): ys, xs."""
+    return np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+
+
+def _shape_mask(shape: str, size: int, cx: float, cy: float, side: float) -> np.ndarray:
+    """Boolean (size, size) mask of `shape` with bounding box `side` centred at (cx, cy)."""
+    ys, xs = _grid(size)
+    dx, dy, h = xs - cx, ys - cy, side / 2
+    if shape == "circle":
+        return dx * dx + dy * dy <= h * h
+    if shape == "square":
+        h *= 0.88  # same visual weight as the circle
+        return (np.abs(dx) <= h) & (np.abs(dy) <= h)
+    if shape == "triangle":  # pointing up, full width at the base
+        return (dy >= -h) & (dy <= h) & (np.abs(dx) <= (dy + h) / 2)
+    if shape == "cross":  # a plus sign; arms thick enough to survive the 2x2 token merge
+        t = side * 0.17
+        return ((np.abs(dx) <= h) & (np.abs(dy) <= t)) | ((np.abs(dy) <= h) & (np.abs(dx) <= t))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+# Standard-normal quantiles at 256 evenly spaced probabilities: indexing it with random bytes is
+# ~4x faster than rng.standard_normal, and background noise is most of the rendering time.
+_NORMAL_LUT = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)], np.float32)
+
+
+def _fast_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return _NORMAL_LUT[rng.integers(0, 256, size=shape, dtype=np.uint8)]
+
+
+def _paint(
+    shape: str, colour: str, size: int, cx: float, cy: float, side: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One clean uint8 (size, size, 3) frame: noisy dark background, flat-coloured shape."""
+    img = np.empty((size, size, 3), dtype=np.float32)
+    img[:] = BACKGROUND_RGB
+    mask = _shape_mask(shape, size, cx, cy, side)
+    img[mask] = COLOUR_RGB[colour]
+    img += _fast_normal(rng, img.shape) * 4.0
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _apply_image_defect(arr: np.ndarray, defect: str | None, rng: np.random.Generator) -> Image:
+    if defect == "noise":
+        noisy = arr + rng.standard_normal(size=arr.shape, dtype=np.float32) * 60.0
+        return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    image = Image.fromarray(arr)
+    if defect == "blur":
+        return image.filter(ImageFilter.GaussianBlur(radius=arr.shape[0] * 0.07))
+    return image
+
+
+def render_image(scene: Scene, size: int, rng: np.random.Generator) -> Image.Image:
+    """Render an image scene: shape ~40% of the side, jittered inside its quadrant."""
+    if scene.position is None:
+        raise ValueError(f"render_image needs a scene with a position, got {scene}")
+    side = size * rng.uniform(0.36, 0.44)
+    half = size / 2
+    slack = max(0.0, (half - side) / 2 - 1)  # keep the whole shape inside its quadrant
+    qx = 1 if scene.position.endswith("right") else 0
+    qy = 1 if scene.position.startswith("bottom") else 0
+    cx = (qx + 0.5) * half + rng.uniform(-slack, slack)
+    cy = (qy + 0.5) * half + rng.uniform(-slack, slack)
+    arr = _paint(scene.shape, scene.colour, size, cx, cy, side, rng)
+    return _apply_image_defect(arr, scene.defect, rng)
+
+
+def _frame_order(defect: str | None, frames: int, rng: np.random.Generator) -> list[int]:
+    """Which smooth-motion frame is shown at each time step."""
+    if defect == "shuffled":
+        # A random permutation can stay nearly monotone (or be a reversal, i.e. coherent motion
+        # the other way); insist that at most a quarter of steps move one frame forward or back.
+        while True:
+            order = [int(i) for i in rng.permutation(frames)]
+            steps = sum(abs(b - a) == 1 for a, b in itertools.pairwise(order))
+            if steps <= (frames - 1) // 4:
+                return order
+    if defect == "frozen":
+        stop = int(rng.integers(1, max(1, frames // 4) + 1))
+        order = list(range(stop + 1)) + [stop] * (frames - stop - 1)
+        if rng.random() < 0.5:  # dropped frames: the shape jumps to the end at the last step
+            order[-1] = frames - 1
+        return order
+    return list(range(frames))
+
+
+def render_video(
+    scene: Scene, size: int, frames: int, rng: np.random.Generator
+) -> list[Image.Image]:
+    """Render a video scene: the shape crosses from one edge to the other in `scene.motion`."""
+    if scene.motion is None:
+        raise ValueError(f"render_video needs a scene with a motion, got {scene}")
+    side = size * rng.uniform(0.32, 0.38)
+    lo, hi = side / 2 + 0.5, size - side / 2 - 0.5
+    lane = rng.uniform(lo, hi)
+    travel = np.linspace(lo, hi, frames)
+    if scene.motion in ("left", "up"):
+        travel = travel[::-1]
+    horizontal = scene.motion in ("left", "right")
+    order = _frame_order(scene.defect, frames, rng)
+    painted: dict[int, Image.Image] = {}  # frozen frames are exact repeats, noise included
+    for t in dict.fromkeys(order):
+        cx, cy = (travel[t], lane) if horizontal else (lane, travel[t])
+        painted[t] = Image.fromarray(_paint(scene.shape, scene.colour, size, cx, cy, side, rng))
+    # Repeats are copies, so a caller editing one frame does not silently edit the others.
+    video, shown = [], set()
+    for t in order:
+        video.append(painted[t].copy() if t in shown else painted[t])
+        shown.add(t)
+    return video
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling scenes
+# --------------------------------------------------------------------------------------------
+
+
+def _pick(rng: np.random.Generator, options: Sequence[Any]) -> Any:
+    return options[int(rng.integers(len(options)))]
+
+
+def _target(rng: np.random.Generator, combos: Sequence[tuple[str, str]], video: bool) -> Scene:
+    colour, shape = _pick(rng, combos)
+    if video:
+        return Scene(shape=shape, colour=colour, motion=_pick(rng, MOTIONS))
+    return Scene(shape=shape, colour=colour, position=_pick(rng, POSITIONS))
+
+
+def _attributes(video: bool) -> tuple[str, ...]:
+    return ("colour", "shape", "motion") if video else ("colour", "shape", "position")
+
+
+def _perturb(
+    scene: Scene,
+    attrs: Sequence[str],
+    rng: np.random.Generator,
+    combos: Sequence[tuple[str, str]],
+) -> dict[str, str]:
+    """New values for exactly `attrs` (each differs from `scene`), keeping (colour, shape) in
+    `combos`. Returns the changed attributes only."""
+    changed: dict[str, str] = {}
+    if "colour" in attrs or "shape" in attrs:
+        options = [
+            (c, s)
+            for c, s in combos
+            if (c != scene.colour) == ("colour" in attrs)
+            and (s != scene.shape) == ("shape" in attrs)
+        ]
+        colour, shape = _pick(rng, options)
+        changed.update({k: v for k, v in (("colour", colour), ("shape", shape)) if k in attrs})
+    for name, values in (("position", POSITIONS), ("motion", MOTIONS)):
+        if name in attrs:
+            changed[name] = _pick(rng, [v for v in values if v != getattr(scene, name)])
+    return changed
+
+
+def _replace(scene: Scene, **changes: str | None) -> Scene:
+    return Scene(**{**asdict(scene), **changes})
+
+
+def _wrong_attrs(rng: np.random.Generator, attrs: Sequence[str], n: int) -> list[str]:
+    chosen = set(rng.choice(len(attrs), size=n, replace=False).tolist())
+    return [a for i, a in enumerate(attrs) if i in chosen]  # canonical order, for stable meta
+
+
+# --------------------------------------------------------------------------------------------
+# Deriving tasks: each builder returns a Draft (scenes still to be rendered)
+# --------------------------------------------------------------------------------------------
+
+QUESTIONS: dict[str, str] = {
+    "colour": "What colour is the shape?",
+    "shape": "What shape is it?",
+    "position": "Where is the shape?",
+    "motion": "Which way is the shape moving?",
+    "describe": "Describe the shape.",
+}
+
+
+@dataclass
+class _Draft:
+    prompt: str
+    scenes: list[Scene]
+    meta: dict[str, Any]
+    responses: list[str] = field(default_factory=list)
+    label: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class _Context:
+    task: Task
+    target_combos: Sequence[tuple[str, str]]  # what captions / questions are about
+    other_combos: Sequence[tuple[str, str]]  # what distractors may show
+    tie: bool = False
+
+    @property
+    def video(self) -> bool:
+        return self.task.is_video
+
+
+def _scale(task: Task, quality: float) -> float:
+    lo, hi = SCORE_RANGE[task]
+    return round(lo + (hi - lo) * quality, 2)
+
+
+def _generation_pair(ctx: _Context, rng: np.random.Generator) -> _Draft:
+    target = _target(rng, ctx.target_combos, ctx.video)
+    defects = VIDEO_DEFECTS if ctx.video else IMAGE_DEFECTS
+    if ctx.tie:
+        difference, other = "tie", target
+    else:
+        difference = _pick(rng, _attributes(ctx.video) + defects)
+        if difference in defects:
+            other = _replace(target, defect=difference)
+        else:
+            other = _replace(target, **_perturb(target, [difference], rng, ctx.other_combos))
+    better = int(rng.integers(2))
+    scenes = [target, other] if better == 0 else [other, target]
+    label = TIE_ANSWERS[ctx.task] if ctx.tie else PAIR_ANSWERS[ctx.task][better]
+    meta = {
+        "target": asdict(target),
+        "items": [asdict(s) for s in scenes],
+        "difference": difference,
+        "better": None if ctx.tie else better,
+    }
+    return _Draft(prompt=describe(target), scenes=scenes, meta=meta, label=label)
+
+
+def _generation_point(ctx: _Context, rng: np.random.Generator) -> _Draft:
+    target = _target(rng, ctx.target_combos, ctx.video)
+    attrs = _attributes(ctx.video)
+    # Uniform over 0..3 mismatches x defect or not: 5 quality levels, all well populated.
+    wrong = _wrong_attrs(rng, attrs, int(rng.integers(len(attrs) + 1)))
+    defect = (
+        _pick(rng, VIDEO_DEFECTS if ctx.video else IMAGE_DEFECTS) if rng.random() < 0.5 else None
+    )
+    item = _replace(target, defect=defect, **_perturb(target, wrong, rng, ctx.other_combos))
+    quality = (len(attrs) - len(wrong) + (defect is None)) / (len(attrs) + 1)
+    meta = {
+        "target": asdict(target),
+        "items": [asdict(item)],
+        "mismatched": wrong,
+        "defect": defect,
+        "quality": quality,
+    }
+    return _Draft(
+        prompt=describe(target), scenes=[item], meta=meta, score=_scale(ctx.task, quality)
+    )
+
+
+def answer_text(question_type: str, claims: dict[str, str]) -> str:
+    """The answer a responder gives for `claims` (attribute -> value) to a question type."""
+    if question_type == "describe":
+        return describe(Scene(**claims))
+    return claims[question_type]
+
+
+def _claims(scene: Scene, question_type: str, video: bool) -> dict[str, str]:
+    attrs = _attributes(video) if question_type == "describe" else (question_type,)
+    return {a: getattr(scene, a) for a in attrs}
+
+
+def _wrong_claims(
+    ctx: _Context, scene: Scene, qtype: str, n_wrong: int, rng: np.random.Generator
+) -> dict[str, str]:
+    claims = _claims(scene, qtype, ctx.video)
+    if qtype == "describe":
+        wrong = _wrong_attrs(rng, _attributes(ctx.video), n_wrong)
+        return {**claims, **_perturb(scene, wrong, rng, ctx.other_combos)}
+    # Single attribute: combos do not constrain a lone colour or shape.
+    return _perturb(scene, [qtype], rng, ALL_COMBOS) if n_wrong else claims
+
+
+def _understanding_meta(
+    scene: Scene, qtype: str, claims: list[dict[str, str]], ctx: _Context
+) -> dict[str, Any]:
+    return {
+        "scene": asdict(scene),
+        "question_type": qtype,
+        "correct_answer": answer_text(qtype, _claims(scene, qtype, ctx.video)),
+        "claims": claims,
+    }
+
+
+def _understanding_pair(ctx: _Context, rng: np.random.Generator) -> _Draft:
+    scene = _target(rng, ctx.target_combos, ctx.video)
+    qtype = _pick(rng, (*_attributes(ctx.video), "describe"))
+    n_wrong = _pick(rng, (1, 1, 2, 3)) if qtype == "describe" else 1  # mostly near-misses
+    right, wrong = _claims(scene, qtype, ctx.video), _wrong_claims(ctx, scene, qtype, n_wrong, rng)
+    better = int(rng.integers(2))
+    claims = [right, wrong] if better == 0 else [wrong, right]
+    meta = {**_understanding_meta(scene, qtype, claims, ctx), "better": better}
+    return _Draft(
+        prompt=QUESTIONS[qtype],
+        scenes=[scene],
+        meta=meta,
+        responses=[answer_text(qtype, c) for c in claims],
+        label=PAIR_ANSWERS[ctx.task][better],
+    )
+
+
+def _understanding_point(ctx: _Context, rng: np.random.Generator) -> _Draft:
+    scene = _target(rng, ctx.target_combos, ctx.video)
+    qtype = _pick(rng, (*_attributes(ctx.video), "describe"))
+    n_attrs = len(_attributes(ctx.video)) if qtype == "describe" else 1
+    n_wrong = int(rng.integers(n_attrs + 1))
+    claims = _wrong_claims(ctx, scene, qtype, n_wrong, rng)
+    fraction = 1 - n_wrong / n_attrs
+    meta = {**_understanding_meta(scene, qtype, [claims], ctx), "fraction_correct": fraction}
+    return _Draft(
+        prompt=QUESTIONS[qtype],
+        scenes=[scene],
+        meta=meta,
+        responses=[answer_text(qtype, claims)],
+        score=_scale(ctx.task, fraction),
+    )
+
+
+_BUILDERS: dict[tuple[bool, Mode], Callable[[_Context, np.random.Generator], _Draft]] = {
+    (True, Mode.PAIRWISE): _generation_pair,
+    (True, Mode.POINTWISE): _generation_point,
+    (False, Mode.PAIRWISE): _understanding_pair,
+    (False, Mode.POINTWISE): _understanding_point,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Generating a dataset
+# --------------------------------------------------------------------------------------------
+
+
+def _render(scene: Scene, config: ShapesConfig, rng: np.random.Generator) -> list[Image.Image]:
+    if scene.is_video:
+        return render_video(scene, config.image_size, config.frames, rng)
+    return [render_image(scene, config.image_size, rng)]
+
+
+def _combos_for(split: str) -> tuple[Sequence[tuple[str, str]], Sequence[tuple[str, str]]]:
+    if split == "eval_unseen":
+        return UNSEEN_COMBOS, ALL_COMBOS
+    return SEEN_COMBOS, SEEN_COMBOS
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    image.save(path, format="PNG", compress_level=1)  # noisy pixels: higher levels barely help
+
+
+def _split_records(
+    config: ShapesConfig,
+    split: str,
+    task: Task,
+    mode: Mode,
+    count: int,
+    out_dir: Path,
+) -> list[Record]:
+    keys = (config.seed, SPLITS.index(split), TASKS.index(task), MODES.index(mode))
+    ties: set[int] = set()
+    if task.is_generation and mode is Mode.PAIRWISE:
+        n_ties = round(config.tie_fraction * count)
+        ties = set(np.random.default_rng(keys).permutation(count)[:n_ties].tolist())
+    target_combos, other_combos = _combos_for(split)
+    media_dir = out_dir / "media" / split / task.value / mode.value
+    media_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(count):
+        rng = np.random.default_rng((*keys, i))
+        ctx = _Context(task, target_combos, other_combos, tie=i in ties)
+        draft = _BUILDERS[task.is_generation, mode](ctx, rng)
+        media: list[list[str]] = []
+        for k, scene in enumerate(draft.scenes):
+            paths = []
+            for f, frame in enumerate(_render(scene, config, rng)):
+                path = media_dir / f"{i:05d}-{k}-{f}.png"
+                _save_png(frame, path)
+                paths.append(path.relative_to(out_dir).as_posix())
+            media.append(paths)
+        meta = {"generator": SOURCE, "seed": config.seed, **draft.meta}
+        records.append(
+            Record(
+                id=f"shapes-s{config.seed}-{split}-{task.value}-{mode.value}-{i:05d}",
+                task=task.value,
+                mode=mode.value,
+                prompt=draft.prompt,
+                media=media,
+                responses=draft.responses,
+                label=draft.label,
+                score=draft.score,
+                split=split,
+                source=f"{SOURCE}:seed={config.seed}",
+                meta=json.dumps(meta, sort_keys=True),
+            )
+        )
+    return records
+
+
+def generate(config: ShapesConfig, out_dir: Path) -> list[Record]:
+    """Write every (split, task, mode) to `out_dir/media/` and `out_dir/records.parquet`.
+
+    Deterministic: the same config gives byte-identical PNGs and parquet. Files of an earlier,
+    larger run in the same directory are not removed; use a fresh directory per config.
+    """
+    out_dir = Path(out_dir)
+    records: list[Record] = []
+    for split in SPLITS:
+        count = config.train_per_task_mode if split == "train" else config.eval_per_task_mode
+        for task in TASKS:
+            for mode in MODES:
+                records.extend(_split_records(config, split, task, mode, count, out_dir))
+    write_records(records, out_dir)
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# Perception examples for pretraining the base VLM (no judging, no contract answer strings)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerceptionExample:
+    items: list[list[Image.Image]]  # visual items, each a list of frames (image = 1 frame)
+    question: str
+    answer: str
+
+
+_ATTRIBUTE_QUESTIONS = {
+    "colour": "What colour is the shape{where}?",
+    "shape": "What shape is{where}?",
+    "position": "Where is the shape{where}?",
+}
+_IMAGE_QUALITY = {None: "clean", "noise": "noisy", "blur": "blurry"}
+_VIDEO_QUALITY = {None: "smooth", "shuffled": "shuffled", "frozen": "frozen"}
+
+
+def _p_describe_image(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    scene = _target(rng, combos, video=False)
+    image = render_image(scene, config.image_size, rng)
+    return PerceptionExample([[image]], "Describe the image.", describe(scene))
+
+
+def _p_attribute(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    scene = _target(rng, combos, video=False)
+    attr = _pick(rng, tuple(_ATTRIBUTE_QUESTIONS))
+    question = _ATTRIBUTE_QUESTIONS[attr].format(where="" if attr != "shape" else " it")
+    image = render_image(scene, config.image_size, rng)
+    return PerceptionExample([[image]], question, getattr(scene, attr))
+
+
+def _p_image_quality(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    defect = _pick(rng, tuple(_IMAGE_QUALITY))
+    scene = _replace(_target(rng, combos, video=False), defect=defect)
+    image = render_image(scene, config.image_size, rng)
+    return PerceptionExample(
+        [[image]], "Is the image clean, noisy or blurry?", _IMAGE_QUALITY[defect]
+    )
+
+
+def _p_two_images(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    scenes = [_target(rng, combos, video=False) for _ in range(2)]
+    which = int(rng.integers(2))
+    attr = _pick(rng, (*_ATTRIBUTE_QUESTIONS, "describe"))
+    if attr == "describe":
+        question, answer = f"Describe image {which + 1}.", describe(scenes[which])
+    else:
+        where = f" in image {which + 1}"
+        question = _ATTRIBUTE_QUESTIONS[attr].format(where=where)
+        answer = getattr(scenes[which], attr)
+    items = [[render_image(s, config.image_size, rng)] for s in scenes]
+    return PerceptionExample(items, question, answer)
+
+
+def _p_describe_video(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    scene = _target(rng, combos, video=True)
+    frames = render_video(scene, config.image_size, config.frames, rng)
+    return PerceptionExample([frames], "Describe the video.", describe(scene))
+
+
+def _p_motion(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+    scene = _target(rng, combos, video=True)
+    frames = render_video(scene, config.image_size, config.frames, rng)
+    return PerceptionExample([frames], "Which way is the shape moving?", str(scene.motion))
+
+
+def _p_video_quality(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    defect = _pick(rng, tuple(_VIDEO_QUALITY))
+    scene = _replace(_target(rng, combos, video=True), defect=defect)
+    frames = render_video(scene, config.image_size, config.frames, rng)
+    question = "Is the motion smooth, shuffled or frozen?"
+    return PerceptionExample([frames], question, _VIDEO_QUALITY[defect])
+
+
+# (weight, maker): images dominate because three of the four judge tasks' items are images.
+_PERCEPTION_MIX = (
+    (0.2, _p_describe_image),
+    (0.2, _p_attribute),
+    (0.1, _p_image_quality),
+    (0.15, _p_two_images),
+    (0.15, _p_describe_video),
+    (0.1, _p_motion),
+    (0.1, _p_video_quality),
+)
+
+
+def perception_example(
+    rng: np.random.Generator,
+    config: ShapesConfig,
+    combos: Sequence[tuple[str, str]] | None = None,
+) -> PerceptionExample:
+    """One random perception question with its answer; seen (colour, shape) combos by default."""
+    combos = SEEN_COMBOS if combos is None else tuple(combos)
+    if not combos:
+        raise ValueError("perception_example needs at least one (colour, shape) combo")
+    for colour, shape in combos:
+        _check_name("colour", colour, COLOURS)
+        _check_name("shape", shape, SHAPES)
+    weights = np.array([w for w, _ in _PERCEPTION_MIX])
+    maker = _PERCEPTION_MIX[int(rng.choice(len(weights), p=weights / weights.sum()))][1]
+    return maker(rng, config, combos)
