@@ -1,0 +1,33 @@
+"""Kubeflow component of stage 8, `evaluate`: score a judge per task and mode.
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE)
+def evaluate(
+    config: dict,
+    model: Input[Model],
+    dataset: Input[Dataset],
+    name: str,
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+):
+    """`evaluation` is a directory: metrics.json, metrics.png, predictions.parquet."""
+    import math
+    from pathlib import Path
+
+    from unireward.cli import config_from_parameters
+    from unireward.eval import evaluate as stage
+
+    cfg = config_from_parameters(stage.EvaluateConfig, config, "evaluate")
+    result = stage.run(cfg, Path(model.path), Path(dataset.path), Path(evaluation.path), name=name)
+    for key, value in sorted(result.metrics.items()):
+        if not math.isnan(value):  # KFP metrics are numbers; nan means "no usable verdict"
+            metrics.log_metric(key, value)
+    evaluation.metadata["name"] = name

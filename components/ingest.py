@@ -1,0 +1,22 @@
+"""Kubeflow component of stage 1, `ingest`: a raw source into a canonical dataset.
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE)
+def ingest(config: dict, dataset: Output[Dataset]):
+    """`dataset` is a directory: records.parquet, media/ and lineage.json."""
+    from pathlib import Path
+
+    from unireward.cli import config_from_parameters, summary
+    from unireward.data import ingest as stage
+
+    cfg = config_from_parameters(stage.IngestConfig, config, "ingest")
+    result = stage.run(cfg, Path(dataset.path))
+    dataset.metadata.update({k: v for k, v in summary(result).items() if k != "output_dir"})

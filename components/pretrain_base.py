@@ -1,0 +1,26 @@
+"""Kubeflow component of stage 0, `pretrain_base` (embedded default: the tiny base VLM).
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Metrics, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE)
+def pretrain_base(config: dict, base_model: Output[Model], perception: Output[Metrics]):
+    """Train the tiny base VLM's perception; `base_model` is the checkpoint directory."""
+    import math
+    from pathlib import Path
+
+    from unireward.cli import config_from_parameters
+    from unireward.model import pretrain_base as stage
+
+    cfg = config_from_parameters(stage.PretrainBaseConfig, config, "pretrain_base")
+    result = stage.run(cfg, Path(base_model.path))
+    for name, value in result.perception.items():
+        if not math.isnan(value):
+            perception.log_metric(name, value)
+    base_model.metadata["global_step"] = result.train.global_step

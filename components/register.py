@@ -1,0 +1,35 @@
+"""Kubeflow component of stage 9, `register`: MLflow model version, alias challenger, gate.
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model, Output
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE)
+def register(
+    config: dict,
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    registration: Output[Artifact],
+    tags: dict = {},  # noqa: B006 - KFP parameter default, never mutated
+):
+    """`registration` is a directory holding registration.json (version, aliases, reasons)."""
+    from pathlib import Path
+
+    from unireward.cli import config_from_parameters, summary
+    from unireward.registry import register as stage
+
+    cfg = config_from_parameters(stage.RegisterConfig, config, "register")
+    result = stage.run(
+        cfg,
+        Path(model.path),
+        Path(evaluation.path) / "metrics.json",
+        Path(registration.path),
+        tags=tags,
+    )
+    registration.metadata.update(summary(result))
+    registration.metadata["reasons"] = list(result.reasons)

@@ -1,0 +1,43 @@
+"""Compile the pipeline to Kubeflow IR YAML with the profile's configs as parameter defaults.
+
+    python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+    python -m pipelines.compile --profile full --base-model-uri s3://bucket/models/base \
+        --output build/unireward-full.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from kfp import compiler
+
+from pipelines.unireward_pipeline import DEFAULT_BASE_MODEL, stage_configs, unireward_pipeline
+
+
+def compile_pipeline(profile: str, output: Path, base_model_uri: str) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(
+        unireward_pipeline,
+        str(output),
+        pipeline_parameters={"base_model_uri": base_model_uri, **stage_configs(profile)},
+    )
+    return output
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--base-model-uri",
+        default=str(DEFAULT_BASE_MODEL),
+        help="base checkpoint: an s3:// URI on a cluster (default: the shipped local one)",
+    )
+    args = parser.parse_args(argv)
+    output = args.output or Path("build") / f"unireward-{args.profile}.yaml"
+    print(compile_pipeline(args.profile, output, args.base_model_uri))
+
+
+if __name__ == "__main__":
+    main()

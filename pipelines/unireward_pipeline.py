@@ -1,0 +1,112 @@
+"""The UnifiedReward pipeline:
+ingest -> validate -> unified_sft -> evaluate(base) || evaluate(judge) -> register.
+
+    python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+    python -m pipelines.run_local --profile quick
+
+The DAG takes every stage's config as a `dict` parameter; `stage_configs(profile)` reads them
+from `params.yaml` (the stage's section with the profile's overrides) at compile or run time, so
+the YAML and a local run carry exactly the configs they ran with, and tests can shrink them.
+
+The base model comes in through `dsl.importer` from `base_model_uri`: an absolute local path for
+kfp.local (its importer accepts a plain path, and the artifact's `.path` is that path), an
+`s3://` URI on a cluster (the launcher downloads it).
+"""
+
+# No `from __future__ import annotations`: kfp reads the pipeline's parameter types at runtime.
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from components.evaluate import evaluate
+from components.ingest import ingest
+from components.register import register
+from components.unified_sft import unified_sft
+from components.validate import validate
+from kfp import dsl
+
+PIPELINE_NAME = "unireward"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BASE_MODEL = PROJECT_ROOT / "models" / "base-tiny"
+# The stages of this DAG, in order; each takes the params.yaml section of the same name.
+STAGES = ("ingest", "validate", "unified_sft", "evaluate", "register")
+
+
+def stage_configs(
+    profile: str = "quick",
+    params_path: Path = PROJECT_ROOT / "params.yaml",
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Pipeline arguments `{"<stage>_config": dict}` for `profile`, deep-merged with `overrides`.
+
+    Only `unireward.config` (pyyaml) is imported, so compiling needs no torch.
+    """
+    from unireward.config import deep_merge, load_params, stage_section
+
+    params = load_params(Path(params_path))
+    unknown = sorted(set(overrides or {}) - set(STAGES))
+    if unknown:
+        raise ValueError(f"overrides for unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    return {
+        f"{stage}_config": deep_merge(
+            stage_section(params, stage, profile), (overrides or {}).get(stage, {})
+        )
+        for stage in STAGES
+    }
+
+
+class Outputs(NamedTuple):
+    """What a run hands back: the two evaluation directories and the registration record."""
+
+    base_evaluation: dsl.Artifact
+    judge_evaluation: dsl.Artifact
+    registration: dsl.Artifact
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Train, evaluate and register a unified multimodal reward judge (UnifiedReward).",
+)
+def unireward_pipeline(
+    base_model_uri: str,
+    ingest_config: dict,
+    validate_config: dict,
+    unified_sft_config: dict,
+    evaluate_config: dict,
+    register_config: dict,
+) -> NamedTuple(
+    "Outputs",
+    base_evaluation=dsl.Artifact,
+    judge_evaluation=dsl.Artifact,
+    registration=dsl.Artifact,
+):
+    base = dsl.importer(
+        artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False
+    ).set_display_name("base_model")
+
+    raw = ingest(config=ingest_config).set_display_name("ingest")
+    checked = validate(config=validate_config, dataset=raw.outputs["dataset"])
+    checked.set_display_name("validate")
+    dataset = checked.outputs["validated"]
+
+    sft = unified_sft(config=unified_sft_config, base_model=base.output, dataset=dataset)
+    sft.set_display_name("unified_sft")
+    judge = sft.outputs["judge"]
+
+    # The base model is scored on the same held-out splits: the table compares the two.
+    eval_base = evaluate(config=evaluate_config, model=base.output, dataset=dataset, name="base")
+    eval_base.set_display_name("evaluate-base")
+    eval_judge = evaluate(config=evaluate_config, model=judge, dataset=dataset, name="judge")
+    eval_judge.set_display_name("evaluate-judge")
+
+    registered = register(
+        config=register_config,
+        model=judge,
+        evaluation=eval_judge.outputs["evaluation"],
+        tags={"pipeline": PIPELINE_NAME},
+    ).set_display_name("register")
+
+    return Outputs(
+        base_evaluation=eval_base.outputs["evaluation"],
+        judge_evaluation=eval_judge.outputs["evaluation"],
+        registration=registered.outputs["registration"],
+    )

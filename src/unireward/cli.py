@@ -1,0 +1,321 @@
+"""`unireward`: one subcommand per pipeline stage, each a few lines around the stage's `run()`.
+
+    unireward --help
+    unireward ingest --output-dir runs/ingest
+    unireward validate --dataset runs/ingest --output-dir runs/validate
+    unireward unified_sft --base-model models/base-tiny --dataset runs/validate \
+        --output-dir runs/unified_sft
+    unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
+    unireward register --model runs/unified_sft --metrics runs/eval/metrics.json \
+        --output-dir runs/register
+    unireward report --base runs/eval_base/metrics.json --judge runs/eval/metrics.json
+
+Every stage subcommand takes `--params params.yaml --profile quick`: the stage's config is the
+`params.yaml` section of the same name with the profile's overrides (`unireward.config`).
+Stage modules are imported inside the subcommands so `--help` stays fast and torch-free.
+
+Bad input (unknown profile, missing file, a config key that does not exist, an unknown task)
+ends with a one-line `error: ...` and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from unireward.config import DEFAULT_PROFILE, from_dict, load_stage_config
+from unireward.tasks import TASKS, parse_task
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="unireward: train, evaluate and register a unified multimodal reward judge.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Params = Annotated[Path, typer.Option("--params", help="params.yaml with one section per stage.")]
+Profile = Annotated[str, typer.Option("--profile", help="profile in params.yaml `profiles`.")]
+OutputDir = Annotated[Path, typer.Option("--output-dir", "--output", help="Where to write.")]
+Dataset = Annotated[Path, typer.Option("--dataset", help="Canonical dataset directory.")]
+ModelDir = Annotated[Path, typer.Option("--model", "--model-dir", help="Checkpoint directory.")]
+
+
+# --------------------------------------------------------------------------- shared adapters
+
+
+class UsageError(Exception):
+    """Bad input detected by the CLI itself (reported like a config error)."""
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into one line and exit code 2 (no traceback wall)."""
+    try:
+        yield
+    except (FileNotFoundError, ValueError, UsageError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from None
+
+
+def _load(cls: type[T], stage: str, profile: str, params: Path) -> T:
+    with _user_errors():
+        return load_stage_config(cls, stage, profile, params)
+
+
+def _require(*paths: Path) -> None:
+    with _user_errors():
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(f"{path} does not exist")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def summary(result: Any) -> dict[str, Any]:
+    """The scalar fields of a stage result (paths as strings), for one-line reports."""
+    fields = (
+        result.__dict__
+        if not dataclasses.is_dataclass(result)
+        else {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    )
+    return {
+        k: _jsonable(v)
+        for k, v in fields.items()
+        if isinstance(v, str | int | float | bool | Path) or v is None
+    }
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def config_from_parameters(cls: type[T], config: Mapping[str, Any], stage: str) -> T:
+    """A stage config from a Kubeflow `dict` parameter.
+
+    KFP carries dict parameters as protobuf Structs, whose only number type is a double: `3`
+    arrives as `3.0`, and the configs' integer checks refuse it. Whole numbers go back to int
+    here; `from_dict` turns an int back into a float where the field is a float.
+    """
+    return from_dict(cls, _whole_numbers(dict(config)), where=stage)
+
+
+def _echo(stage: str, result: Any, extra: Mapping[str, Any] | None = None) -> None:
+    typer.echo(f"{stage}: " + json.dumps({**summary(result), **(extra or {})}, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@app.command("pretrain_base")
+def pretrain_base(
+    output_dir: OutputDir = Path("models/base-tiny"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 0: train the tiny base VLM to see the shapes world (embedded default only)."""
+    from unireward.model import pretrain_base as stage
+
+    config = _load(stage.PretrainBaseConfig, "pretrain_base", profile, params)
+    result = stage.run(config, output_dir)
+    _echo("pretrain_base", result, {"steps": result.train.global_step, **result.perception})
+
+
+@app.command("ingest")
+def ingest(
+    output_dir: OutputDir = Path("runs/ingest"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 1: read the configured source into a canonical dataset."""
+    from unireward.data import ingest as stage
+
+    config = _load(stage.IngestConfig, "ingest", profile, params)
+    with _user_errors():
+        result = stage.run(config, output_dir)
+    _echo("ingest", result)
+
+
+@app.command("validate")
+def validate(
+    dataset: Dataset = Path("runs/ingest"),
+    output_dir: OutputDir = Path("runs/validate"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 2: check a dataset; quarantine bad records; fail past the threshold."""
+    from unireward.data import validate as stage
+
+    config = _load(stage.ValidateConfig, "validate", profile, params)
+    _require(dataset)
+    try:
+        result = stage.run(config, dataset, output_dir)
+    except stage.ValidationFailed as err:
+        typer.echo(f"validate failed: {err} (report: {output_dir / 'report.html'})", err=True)
+        raise typer.Exit(code=1) from None
+    _echo("validate", result)
+
+
+@app.command("unified_sft")
+def unified_sft(
+    base_model: Annotated[
+        Path, typer.Option("--base-model", help="Base checkpoint directory.")
+    ] = Path("models/base-tiny"),
+    dataset: Dataset = Path("runs/validate"),
+    output_dir: OutputDir = Path("runs/unified_sft"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 3: SFT the base VLM into the unified judge (4 tasks x pairwise/pointwise)."""
+    from unireward.judge import unified_sft as stage
+
+    config = _load(stage.UnifiedSftConfig, "unified_sft", profile, params)
+    _require(base_model, dataset)
+    with _user_errors():
+        result = stage.run(config, base_model, dataset, output_dir)
+    _echo("unified_sft", result, {"steps": result.train.global_step})
+
+
+@app.command("evaluate")
+def evaluate(
+    model: ModelDir = Path("runs/unified_sft"),
+    dataset: Dataset = Path("runs/validate"),
+    output_dir: OutputDir = Path("runs/evaluate"),
+    name: Annotated[str, typer.Option("--name", help="Label in plots and MLflow.")] = "judge",
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 8: per task/mode accuracy, swap consistency and Spearman on held-out splits."""
+    from unireward.eval import evaluate as stage
+
+    config = _load(stage.EvaluateConfig, "evaluate", profile, params)
+    _require(model, dataset)
+    with _user_errors():
+        result = stage.run(config, model, dataset, output_dir, name=name)
+    means = {k: _jsonable(v) for k, v in result.metrics.items() if k.endswith("_mean")}
+    _echo("evaluate", result, means)
+
+
+@app.command("register")
+def register(
+    model: ModelDir = Path("runs/unified_sft"),
+    metrics: Annotated[
+        Path, typer.Option("--metrics", help="metrics.json written by `unireward evaluate`.")
+    ] = Path("runs/evaluate/metrics.json"),
+    output_dir: OutputDir = Path("runs/register"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 9: register the checkpoint in MLflow (alias challenger) and run the gate."""
+    from unireward.registry import register as stage
+
+    config = _load(stage.RegisterConfig, "register", profile, params)
+    _require(model, metrics)
+    with _user_errors():
+        result = stage.run(config, model, metrics, output_dir, tags={"profile": profile})
+    _echo("register", result, {"reasons": list(result.reasons)})
+
+
+# --------------------------------------------------------------------------- report
+
+COLUMNS = (
+    ("pairwise_diff", "pair diff"),
+    ("pairwise_tau", "pair tau"),
+    ("swap_consistency", "swap cons"),
+    ("pointwise_spearman", "point rho"),
+)
+
+
+def split_metrics(metrics: Mapping[str, float], primary: str) -> dict[str, dict[str, float]]:
+    """`{split: {"<task>/<metric>" or "<metric>_mean": v}}` from evaluate's flat keys.
+
+    evaluate writes the primary split unprefixed (`<task>/<metric>`, `<metric>_mean`) and the
+    others as `<split>/<task>/<metric>` and `<split>/<metric>_mean`; breakdowns are skipped.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if parts[0] in TASKS or (len(parts) == 1 and key.endswith("_mean")):
+            split, rest = primary, parts
+        elif len(parts) > 1 and (parts[1] in TASKS or len(parts) == 2):
+            split, rest = parts[0], parts[1:]
+        else:
+            continue
+        if (len(rest) == 2 and rest[0] in TASKS) or (len(rest) == 1 and rest[0].endswith("_mean")):
+            out.setdefault(split, {})["/".join(rest)] = value
+    return out
+
+
+def _cell(value: float | None) -> str:
+    return "   -" if value is None or math.isnan(value) else f"{value:4.2f}"
+
+
+def format_comparison(
+    base: Mapping[str, float],
+    judge: Mapping[str, float],
+    tasks: tuple[str, ...] = tuple(TASKS),
+    primary: str = "eval_seen",
+) -> str:
+    """Per split and task: base -> judge for each headline metric, one row per task plus mean."""
+    by_split_base, by_split_judge = split_metrics(base, primary), split_metrics(judge, primary)
+    splits = sorted(set(by_split_base) | set(by_split_judge), key=lambda s: (s != primary, s))
+    header = f"{'split':<12} {'task':<20}" + "".join(f" {title:>12}" for _, title in COLUMNS)
+    lines = [header + "   (base -> judge)", "-" * len(header)]
+    for split in splits:
+        b, j = by_split_base.get(split, {}), by_split_judge.get(split, {})
+        rows = [(task, f"{task}/") for task in tasks]
+        rows.append(("mean", ""))
+        for label, prefix in rows:
+            cells = []
+            for key, _ in COLUMNS:
+                name = f"{prefix}{key}" if prefix else f"{key}_mean"
+                cells.append(f" {_cell(b.get(name))} -> {_cell(j.get(name))}")
+            lines.append(f"{split:<12} {label:<20}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def _read_metrics(path: Path) -> dict[str, float]:
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics file {path} not found (run `unireward evaluate` first)")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of metric name -> number")
+    return {k: math.nan if v is None else float(v) for k, v in data.items()}
+
+
+@app.command("report")
+def report(
+    base: Annotated[Path, typer.Option("--base", help="metrics.json of the base model.")],
+    judge: Annotated[Path, typer.Option("--judge", help="metrics.json of the trained judge.")],
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only this task (repeatable).")
+    ] = None,
+    primary: Annotated[
+        str, typer.Option("--primary-split", help="Split of the unprefixed metric keys.")
+    ] = "eval_seen",
+) -> None:
+    """Print base vs judge per task: pairwise diff/tau, swap consistency, pointwise Spearman."""
+    with _user_errors():
+        tasks = tuple(str(parse_task(t).value) for t in task) if task else tuple(TASKS)
+        table = format_comparison(_read_metrics(base), _read_metrics(judge), tasks, primary)
+    typer.echo(table)
