@@ -1,0 +1,85 @@
+"""params.yaml cannot drift from the stage configs: every section of every profile loads into
+its frozen dataclass, and a typo is an error that names the key.
+
+    .venv/bin/pytest tests/test_params.py -q
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+import pytest
+
+from unireward.config import from_dict, load_params, load_stage_config, stage_section
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+# stage -> "module:ConfigClass": one name per stage everywhere (STYLE.md).
+STAGE_CONFIGS = {
+    "pretrain_base": "unireward.model.pretrain_base:PretrainBaseConfig",
+    "ingest": "unireward.data.ingest:IngestConfig",
+    "validate": "unireward.data.validate:ValidateConfig",
+    "unified_sft": "unireward.judge.unified_sft:UnifiedSftConfig",
+    "evaluate": "unireward.eval.evaluate:EvaluateConfig",
+    "register": "unireward.registry.register:RegisterConfig",
+}
+PROFILES = sorted(load_params(PARAMS).get("profiles") or {})
+
+
+def _config_class(stage: str) -> type:
+    module, name = STAGE_CONFIGS[stage].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_every_stage_section_has_a_config_class_and_vice_versa() -> None:
+    sections = set(load_params(PARAMS)) - {"profiles"}
+    assert sections <= set(STAGE_CONFIGS), (
+        f"sections without a stage: {sections - set(STAGE_CONFIGS)}"
+    )
+    assert set(STAGE_CONFIGS) <= sections, (
+        f"stages without a section: {set(STAGE_CONFIGS) - sections}"
+    )
+    for profile, overrides in (load_params(PARAMS).get("profiles") or {}).items():
+        unknown = set(overrides or {}) - sections
+        assert not unknown, f"profile {profile!r} overrides stages with no section: {unknown}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_section_loads_into_its_config(stage: str, profile: str) -> None:
+    cls = _config_class(stage)
+    config = load_stage_config(cls, stage, profile, PARAMS)
+    assert isinstance(config, cls) and dataclasses.is_dataclass(config)
+    # Every key written in params.yaml reached the config (none shadowed by a default).
+    section = stage_section(load_params(PARAMS), stage, profile)
+    for key in section:
+        assert hasattr(config, key), f"{stage}.{key}"
+
+
+def test_profile_overrides_apply() -> None:
+    from unireward.judge.unified_sft import UnifiedSftConfig
+
+    quick = load_stage_config(UnifiedSftConfig, "unified_sft", "quick", PARAMS)
+    full = load_stage_config(UnifiedSftConfig, "unified_sft", "full", PARAMS)
+    assert full.train.max_steps > quick.train.max_steps
+    assert full.train.learning_rate == quick.train.learning_rate  # deep merge keeps the rest
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_a_typo_key_fails_naming_it(stage: str) -> None:
+    section = stage_section(load_params(PARAMS), stage, "quick")
+    with pytest.raises(ValueError, match="max_stpes"):
+        from_dict(_config_class(stage), {**section, "max_stpes": 3}, where=stage)
+
+
+def test_a_nested_typo_key_fails_naming_it() -> None:
+    from unireward.judge.unified_sft import UnifiedSftConfig
+
+    with pytest.raises(ValueError, match=r"learning_rat\b.*unified_sft.train"):
+        from_dict(UnifiedSftConfig, {"train": {"learning_rat": 0.1}}, where="unified_sft")
+
+
+def test_unknown_profile_fails_naming_it() -> None:
+    with pytest.raises(ValueError, match="'fulll'"):
+        stage_section(load_params(PARAMS), "ingest", "fulll")
