@@ -279,7 +279,7 @@ def format_comparison(
     """Per split and task: base -> judge for each headline metric, one row per task plus mean."""
     by_split_base, by_split_judge = split_metrics(base, primary), split_metrics(judge, primary)
     splits = sorted(set(by_split_base) | set(by_split_judge), key=lambda s: (s != primary, s))
-    header = f"{'split':<12} {'task':<20}" + "".join(f" {title:>12}" for _, title in COLUMNS)
+    header = f"{'split':<12} {'task':<20}" + "".join(f"  {title:>12}" for _, title in COLUMNS)
     lines = [header + "   (base -> judge)", "-" * len(header)]
     for split in splits:
         b, j = by_split_base.get(split, {}), by_split_judge.get(split, {})
@@ -289,7 +289,7 @@ def format_comparison(
             cells = []
             for key, _ in COLUMNS:
                 name = f"{prefix}{key}" if prefix else f"{key}_mean"
-                cells.append(f" {_cell(b.get(name))} -> {_cell(j.get(name))}")
+                cells.append(f"  {_cell(b.get(name))} -> {_cell(j.get(name))}")
             lines.append(f"{split:<12} {label:<20}" + "".join(cells))
     return "\n".join(lines)
 
