@@ -1,0 +1,235 @@
+"""Stage 8, `evaluate`: how good is a judge, per task and mode, on held-out splits.
+
+Protocol (shared/DESIGN.md, "Evaluation protocol"):
+- pairwise: the two candidates are swapped at random with a fixed seed, the judge answers in
+  direct mode, the verdict is parsed by the contract parser (unparseable counts as wrong);
+  **tau** counts predicted ties as wrong, **diff** leaves tied pairs out. Beyond the paper,
+  every pair is also judged in the other order: **swap consistency** is how often the two
+  verdicts mirror each other.
+- pointwise: the parsed score's **Spearman** correlation with the ground-truth score.
+- breakdown by what differs between the candidates (an attribute or a defect) or by question type.
+
+    unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
+
+Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary split,
+`<split>/<task>/<metric>` for the others, and `*_mean` aggregates), `predictions.parquet`
+(every raw judge output with its parse) and `metrics.png`; logs the metrics to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unireward import contract
+from unireward.config import to_dict
+from unireward.data.schema import Record, read_records
+from unireward.eval import metrics as M
+from unireward.judge.examples import prompt_messages, record_images, swap_record
+from unireward.tasks import TASKS, Mode, parse_mode, parse_task
+
+PAIRWISE_KEYS = ("pairwise_tau", "pairwise_diff", "swap_consistency")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    splits: tuple[str, ...] = ("eval_seen", "eval_unseen")
+    primary_split: str = "eval_seen"
+    batch_size: int = 32
+    max_new_tokens: int = 12
+    swap_seed: int = 0
+    max_per_task_mode: int = 0  # 0 = every record of the split
+    threads: int = 2
+    tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
+    experiment: str = "unireward"
+
+    def __post_init__(self) -> None:
+        if self.primary_split not in self.splits:
+            raise ValueError(f"primary_split {self.primary_split!r} must be one of {self.splits}")
+        if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_per_task_mode < 0:
+            raise ValueError("batch_size and max_new_tokens must be >= 1, max_per_task_mode >= 0")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    output_dir: Path
+
+
+def select(records: list[Record], config: EvaluateConfig) -> list[Record]:
+    by_key: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
+    for r in records:
+        if r.split in config.splits:
+            by_key[(r.split, r.task, r.mode)].append(r)
+    missing = [s for s in config.splits if not any(k[0] == s for k in by_key)]
+    if missing:
+        raise ValueError(f"dataset has no records for split(s) {missing}")
+    out: list[Record] = []
+    for key in sorted(by_key):
+        rows = by_key[key]
+        out.extend(rows[: config.max_per_task_mode] if config.max_per_task_mode else rows)
+    return out
+
+
+def presented_order(records: list[Record], seed: int) -> list[Record]:
+    """Each pairwise record, swapped with probability 1/2 under a fixed seed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for r in records:
+        flip = bool(rng.integers(2))
+        out.append(swap_record(r) if flip and r.mode == Mode.PAIRWISE else r)
+    return out
+
+
+def _breakdown(record: Record) -> str:
+    meta = record.meta_dict
+    return str(meta.get("difference") or meta.get("question_type") or "all")
+
+
+def score_split(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-task metrics from prediction rows of one split (pure; see `predict` for row fields)."""
+    out: dict[str, float] = {}
+    for task in TASKS:
+        pair = [r for r in rows if r["task"] == task and r["mode"] == Mode.PAIRWISE]
+        point = [r for r in rows if r["task"] == task and r["mode"] == Mode.POINTWISE]
+        if pair:
+            acc = M.pairwise_accuracy([r["pred"] for r in pair], [r["label"] for r in pair])
+            out[f"{task}/pairwise_tau"] = acc.tau
+            out[f"{task}/pairwise_diff"] = acc.diff
+            out[f"{task}/pairwise_unparseable"] = acc.unparseable_rate
+            out[f"{task}/swap_consistency"] = M.swap_consistency(
+                [r["pred"] for r in pair], [r["pred_swapped"] for r in pair]
+            )
+            groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for r in pair:
+                groups[r["breakdown"]].append(r)
+            for name, group in sorted(groups.items()):
+                sub = M.pairwise_accuracy([r["pred"] for r in group], [r["label"] for r in group])
+                out[f"{task}/by/{name}/pairwise_tau"] = sub.tau
+        if point:
+            sp = M.spearman([r["score_pred"] for r in point], [r["score"] for r in point])
+            out[f"{task}/pointwise_spearman"] = sp.rho
+            out[f"{task}/pointwise_unparseable"] = sp.unparseable_rate
+    for key in (*PAIRWISE_KEYS, "pointwise_spearman"):
+        values = [out[f"{t}/{key}"] for t in TASKS if f"{t}/{key}" in out]
+        if values:
+            # nan propagates on purpose: a task with no usable verdict must not look fine.
+            out[f"{key}_mean"] = float(np.mean(values))
+    return out
+
+
+def predict(model, processor, records: list[Record], root: Path, config: EvaluateConfig):
+    """Judge every record (pairwise ones in both orders); one row per record."""
+    from unireward.judge.infer import generate_texts
+
+    shown = presented_order(records, config.swap_seed)
+    prompts, index = [], []
+    for i, r in enumerate(shown):
+        variants = [r, swap_record(r)] if r.mode == Mode.PAIRWISE else [r]
+        for j, v in enumerate(variants):
+            prompts.append((prompt_messages(v), record_images(v, root)))
+            index.append((i, j))
+    texts = generate_texts(
+        model,
+        processor,
+        prompts,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+    )
+    outputs: dict[tuple[int, int], str] = dict(zip(index, texts, strict=True))
+    rows = []
+    for i, r in enumerate(shown):
+        task, mode = parse_task(r.task), parse_mode(r.mode)
+        row = {
+            "id": r.id,
+            "split": r.split,
+            "task": task,
+            "mode": mode,
+            "breakdown": _breakdown(r),
+            "text": outputs[(i, 0)],
+        }
+        if mode == Mode.PAIRWISE:
+            first = contract.parse_pairwise(outputs[(i, 0)], task)
+            second = contract.parse_pairwise(outputs[(i, 1)], task)
+            row.update(
+                label=contract.label_to_preferred(task, r.label),
+                pred=first.preferred,
+                pred_swapped=second.preferred,
+                text_swapped=outputs[(i, 1)],
+                reason=first.reason,
+            )
+        else:
+            parsed = contract.parse_pointwise(outputs[(i, 0)], task)
+            row.update(score=r.score, score_pred=parsed.score, reason=parsed.reason)
+        rows.append(row)
+    return rows
+
+
+def compute_metrics(rows: list[dict[str, Any]], config: EvaluateConfig) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for split in config.splits:
+        part = score_split([r for r in rows if r["split"] == split])
+        prefix = "" if split == config.primary_split else f"{split}/"
+        metrics.update({f"{prefix}{k}": v for k, v in part.items()})
+    return metrics
+
+
+def plot(metrics: dict[str, float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("pairwise_diff", "swap_consistency", "pointwise_spearman")
+    x = np.arange(len(TASKS))
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for k, key in enumerate(keys):
+        vals = [metrics.get(f"{t}/{key}", math.nan) for t in TASKS]
+        ax.bar(x + (k - 1) * 0.27, np.nan_to_num(vals), width=0.27, label=key)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(x, [t.replace("_", "\n") for t in TASKS])
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(
+    config: EvaluateConfig,
+    model_dir: Path,
+    dataset_dir: Path,
+    output_dir: Path,
+    name: str = "judge",
+) -> EvalResult:
+    import pandas as pd
+    import torch
+
+    from unireward.model.tiny import load_checkpoint
+    from unireward.tracking import make_tracker
+
+    torch.set_num_threads(config.threads)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    records = select(read_records(Path(dataset_dir)), config)
+    model, processor = load_checkpoint(Path(model_dir))
+    rows = predict(model, processor, records, Path(dataset_dir), config)
+    metrics = compute_metrics(rows, config)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    pd.DataFrame(rows).astype({"pred": "object"}, errors="ignore").to_parquet(
+        output_dir / "predictions.parquet"
+    )
+    plot(metrics, output_dir / "metrics.png", f"{name}: {config.primary_split}")
+    tracker = make_tracker(config.tracking_uri, config.experiment)
+    with tracker.start_run(f"evaluate-{name}", tags={"stage": "evaluate", "model": name}):
+        tracker.log_params({"evaluate": to_dict(config), "model_dir": str(model_dir)})
+        tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
+        tracker.log_artifacts(output_dir, "evaluate")
+    return EvalResult(metrics=metrics, output_dir=output_dir)

@@ -1,0 +1,160 @@
+"""Shared SFT plumbing: TRL's SFTTrainer on (prompt, completion, images) rows, resumable.
+
+Every SFT-style stage (`pretrain_base`, `unified_sft`, later `cold_start` and `rs_sft`) builds
+its examples and calls `train_sft`. TRL does the training; this module only fixes the settings
+all stages share:
+
+- prompt-completion conversational rows with `completion_only_loss=True`: loss on the answer only;
+- `skip_prepare_dataset`: the vision collator tokenises and processes images per batch;
+- checkpoints every `save_steps` under `output_dir/checkpoints`, and a restarted run resumes from
+  the newest one (the Trainer restores weights, optimizer, scheduler, RNG and the step);
+- no telemetry, no hub access, CPU unless a CUDA device is present and asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Optimisation settings shared by the SFT stages (a nested section in params.yaml)."""
+
+    max_steps: int = 300
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    save_steps: int = 100
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    seed: int = 0
+    threads: int = 2
+    device: str = "cpu"
+    dataloader_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (0 < self.learning_rate < 1):
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not (0 <= self.warmup_ratio < 1):
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.save_steps < 1:
+            raise ValueError(f"save_steps must be >= 1, got {self.save_steps}")
+
+
+@dataclass
+class TrainOutcome:
+    global_step: int
+    resumed_from: str | None
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """Newest `checkpoint-N` directory under `output_dir/checkpoints`, if any."""
+    root = output_dir / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    ckpts = [p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    # A checkpoint dir without trainer_state.json was cut short mid-save: skip it.
+    ckpts = [p for p in ckpts if (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def example_stream(make: Callable[[int], dict[str, Any]], shards: int = 1):
+    """An endless IterableDataset of `make(i)` rows, split into `shards` interleaved streams
+    (shard s yields rows s, s + shards, ...) so DataLoader workers each render their own.
+
+    Rows are a pure function of their index, so a resumed run (which skips the batches already
+    seen) gets the same data as an uninterrupted one; with one worker the order is 0, 1, 2, ...
+    """
+    from datasets import IterableDataset
+
+    def gen(shard_ids: list[int]) -> Iterator[dict[str, Any]]:
+        k = 0
+        while True:
+            for s in shard_ids:
+                yield make(s + shards * k)
+            k += 1
+
+    return IterableDataset.from_generator(gen, gen_kwargs={"shard_ids": list(range(shards))})
+
+
+def train_sft(
+    model,
+    processor,
+    train_dataset,
+    params: TrainParams,
+    output_dir: Path,
+    callbacks: list | None = None,
+) -> TrainOutcome:
+    """Train `model` in place with TRL SFT; resume from the newest checkpoint in `output_dir`."""
+    import time
+
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    torch.set_num_threads(params.threads)
+    use_cpu = params.device == "cpu"
+    if not use_cpu and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but no CUDA device is visible; set device: cpu")
+    args = SFTConfig(
+        output_dir=str(output_dir / CHECKPOINTS),
+        max_steps=params.max_steps,
+        per_device_train_batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=math.ceil(params.warmup_ratio * params.max_steps),
+        weight_decay=params.weight_decay,
+        max_grad_norm=params.max_grad_norm,
+        logging_steps=params.logging_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=params.save_total_limit,
+        seed=params.seed,
+        data_seed=params.seed,
+        use_cpu=use_cpu,
+        bf16=False,
+        report_to="none",
+        completion_only_loss=True,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        max_length=None,
+        dataloader_num_workers=params.dataloader_workers,
+        disable_tqdm=True,
+        save_only_model=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
+    resume = latest_checkpoint(output_dir)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return TrainOutcome(
+        global_step=trainer.state.global_step,
+        resumed_from=str(resume) if resume else None,
+        log_history=list(trainer.state.log_history),
+        train_seconds=time.perf_counter() - start,
+    )
