@@ -100,24 +100,9 @@ def summary(result: Any) -> dict[str, Any]:
     }
 
 
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_whole_numbers(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def config_from_parameters(cls: type[T], config: Mapping[str, Any], stage: str) -> T:
-    """A stage config from a Kubeflow `dict` parameter.
-
-    KFP carries dict parameters as protobuf Structs, whose only number type is a double: `3`
-    arrives as `3.0`, and the configs' integer checks refuse it. Whole numbers go back to int
-    here; `from_dict` turns an int back into a float where the field is a float.
-    """
-    return from_dict(cls, _whole_numbers(dict(config)), where=stage)
+    """A stage config from a Kubeflow `dict` parameter (`from_dict` undoes KFP's int -> float)."""
+    return from_dict(cls, dict(config), where=stage)
 
 
 def _echo(stage: str, result: Any, extra: Mapping[str, Any] | None = None) -> None:
@@ -319,3 +304,7 @@ def report(
         tasks = tuple(str(parse_task(t).value) for t in task) if task else tuple(TASKS)
         table = format_comparison(_read_metrics(base), _read_metrics(judge), tasks, primary)
     typer.echo(table)
+
+
+if __name__ == "__main__":
+    app()

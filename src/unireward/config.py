@@ -47,11 +47,26 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
+        default = _field_default(fields[name])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            # A partial nested section overrides the stage's own default, not the class's.
+            value = deep_merge(dataclasses.asdict(default), value)
         kwargs[name] = _coerce(hints[name], value, f"{where or cls.__name__}.{name}")
     return cls(**kwargs)
 
 
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
 def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Nested dataclasses from dicts, tuples from lists, and numbers to the field's type.
+
+    Kubeflow carries dict parameters as protobuf Structs whose only number is a double, so an
+    int field arrives as `3.0`: a whole float becomes an int where the field is an int.
+    """
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return from_dict(hint, value, where)
@@ -59,11 +74,20 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         for arg in typing.get_args(hint):
             if dataclasses.is_dataclass(arg) and isinstance(value, dict):
                 return from_dict(arg, value, where)
+        if int in typing.get_args(hint):
+            return _coerce(int, value, where)
         return value
-    if origin is tuple and isinstance(value, list):
+    if origin is tuple and isinstance(value, list | tuple):
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(value)
+        if len(args) == len(value):
+            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
         return tuple(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

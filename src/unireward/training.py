@@ -79,6 +79,14 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def discard_checkpoints(output_dir: Path) -> None:
+    """Remove `output_dir/checkpoints` once the final model is saved: they exist to resume a
+    killed run, and would otherwise ride along in every model artifact."""
+    import shutil
+
+    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+
+
 def example_stream(make: Callable[[int], dict[str, Any]], shards: int = 1):
     """An endless IterableDataset of `make(i)` rows, split into `shards` interleaved streams
     (shard s yields rows s, s + shards, ...) so DataLoader workers each render their own.

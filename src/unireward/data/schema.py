@@ -5,20 +5,20 @@ A dataset is a directory `root/` holding `records.parquet` and the media files i
 
 Row layout (see shared/DESIGN.md, "Data formats to ingest"):
 
-| column    | type                | meaning                                                            |
-|-----------|---------------------|--------------------------------------------------------------------|
-| id        | str                 | unique within the dataset                                          |
-| task      | str                 | a `Task` value                                                     |
-| mode      | str                 | a `Mode` value                                                     |
-| prompt    | str                 | caption (generation) or question (understanding)                   |
-| media     | list[list[str]]     | visual items, each a list of frame paths; an image is one frame    |
-| responses | list[str]           | candidate answers (understanding tasks); empty for generation      |
-| label     | str or None         | pairwise: the exact contract answer string the judge should give   |
-| score     | float or None       | pointwise: ground-truth score on the task's native scale           |
-| cot       | str or None         | optional chain-of-thought target (`<think>..</think><answer>..`)  |
-| split     | str                 | train / eval_seen / eval_unseen / ...                              |
-| source    | str                 | where the row came from (URI or generator name)                    |
-| meta      | str                 | JSON object: ground truth and provenance, free-form                |
+| column | type | meaning |
+|---|---|---|
+| id | str | unique within the dataset |
+| task | str | a `Task` value |
+| mode | str | a `Mode` value |
+| prompt | str | caption (generation) or question (understanding) |
+| media | list[list[str]] | visual items, each a list of frame paths; an image is one frame |
+| responses | list[str] | candidate answers (understanding tasks); empty for generation |
+| label | str or None | pairwise: the exact contract answer string the judge should give |
+| score | float or None | pointwise: ground-truth score on the task's native scale |
+| cot | str or None | optional chain-of-thought target (`<think>..</think><answer>..`) |
+| split | str | train / eval_seen / eval_unseen / ... |
+| source | str | where the row came from (URI or generator name) |
+| meta | str | JSON object: ground truth and provenance, free-form |
 
 Shapes per (task, mode):
 - generation, pairwise: media = [item1, item2], responses = [], label set.

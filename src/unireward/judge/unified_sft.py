@@ -25,7 +25,13 @@ from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.judge.examples import swap_record, to_example
 from unireward.tasks import MODES, TASKS, Mode, parse_mode, parse_task
-from unireward.training import TrainOutcome, TrainParams, example_stream, train_sft
+from unireward.training import (
+    TrainOutcome,
+    TrainParams,
+    discard_checkpoints,
+    example_stream,
+    train_sft,
+)
 
 
 def _default_train() -> TrainParams:
@@ -124,8 +130,10 @@ def run(
             "config": to_dict(config),
             "records": counts,
             "global_step": outcome.global_step,
+            "resumed_from": outcome.resumed_from,
             "train_seconds": round(outcome.train_seconds, 1),
         },
     )
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
+    discard_checkpoints(output_dir)
     return SftResult(model_dir=output_dir, n_records=len(records), train=outcome)

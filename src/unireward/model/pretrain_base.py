@@ -34,7 +34,13 @@ from unireward.data import shapes, teacher
 from unireward.data.schema import Record
 from unireward.model.tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
 from unireward.tasks import PAIR_ANSWERS, SCORE_RANGE, Mode, Task, parse_mode, parse_task
-from unireward.training import TrainOutcome, TrainParams, example_stream, train_sft
+from unireward.training import (
+    TrainOutcome,
+    TrainParams,
+    discard_checkpoints,
+    example_stream,
+    train_sft,
+)
 
 
 def _default_train() -> TrainParams:
@@ -216,4 +222,5 @@ def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
         },
     )
     (output_dir / "perception.json").write_text(json.dumps(perception, indent=2))
+    discard_checkpoints(output_dir)
     return PretrainResult(model_dir=output_dir, perception=perception, train=outcome)

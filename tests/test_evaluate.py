@@ -1,0 +1,101 @@
+"""evaluate: the protocol's metrics from prediction rows (pure, table-driven) and the stage on a
+tiny model (every task and split reported, artifacts written)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from unireward.data.schema import read_records
+from unireward.eval.evaluate import EvaluateConfig, presented_order, run, score_split
+from unireward.tasks import TASKS
+
+
+def _pair(label: int, pred: int | None, swapped: int | None, breakdown: str = "colour") -> dict:
+    return {
+        "task": "image_generation",
+        "mode": "pairwise",
+        "label": label,
+        "pred": pred,
+        "pred_swapped": swapped,
+        "breakdown": breakdown,
+    }
+
+
+def _rows(judge) -> list[dict]:
+    """Eight image-generation pairs, labels alternating 1/2, answered by `judge(label)`."""
+    return [_pair(label, *judge(label)) for label in (1, 2) * 4]
+
+
+@pytest.mark.parametrize(
+    ("name", "judge", "diff", "consistency"),
+    [
+        ("perfect", lambda y: (y, 3 - y), 1.0, 1.0),
+        # Always "Image 1": half right, and never consistent when the pair is swapped.
+        ("positional", lambda y: (1, 1), 0.5, 0.0),
+        ("contrarian", lambda y: (3 - y, y), 0.0, 1.0),
+        ("unparseable", lambda y: (None, None), 0.0, 0.0),
+    ],
+)
+def test_pairwise_metrics_by_kind_of_judge(name, judge, diff, consistency) -> None:
+    m = score_split(_rows(judge))
+    assert m["image_generation/pairwise_diff"] == pytest.approx(diff), name
+    assert m["image_generation/swap_consistency"] == pytest.approx(consistency), name
+    assert m["pairwise_diff_mean"] == pytest.approx(diff)
+
+
+def test_ties_are_wrong_for_tau_and_left_out_of_diff() -> None:
+    rows = [_pair(1, 1, 2), _pair(2, 0, 0), _pair(1, 2, 1), _pair(0, 0, 0)]
+    m = score_split(rows)
+    assert m["image_generation/pairwise_tau"] == pytest.approx(2 / 4)
+    # diff: label-tie row and predicted-tie row excluded -> 1 right of 2.
+    assert m["image_generation/pairwise_diff"] == pytest.approx(1 / 2)
+
+
+def test_breakdown_and_spearman() -> None:
+    rows = [_pair(1, 1, 2, "colour"), _pair(2, 1, 1, "noise")]
+    rows += [
+        {"task": "video_generation", "mode": "pointwise", "score": s, "score_pred": p}
+        for s, p in ((1, 2), (4, 5), (7, 6), (10, None))
+    ]
+    m = score_split(rows)
+    assert m["image_generation/by/colour/pairwise_tau"] == 1.0
+    assert m["image_generation/by/noise/pairwise_tau"] == 0.0
+    assert m["video_generation/pointwise_spearman"] == pytest.approx(1.0)
+    assert m["video_generation/pointwise_unparseable"] == pytest.approx(0.25)
+
+
+def test_presented_order_is_seeded_and_swaps_about_half(shapes_dataset: Path) -> None:
+    records = [r for r in read_records(shapes_dataset) if r.mode == "pairwise"]
+    a, b = presented_order(records, 0), presented_order(records, 0)
+    assert a == b
+    swapped = sum(x != y for x, y in zip(records, a, strict=True))
+    assert 0 < swapped < len(records)
+
+
+def test_run_reports_every_task_and_split(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = EvaluateConfig(max_per_task_mode=2, batch_size=16, max_new_tokens=6, tracking_uri="null")
+    result = run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "eval", name="tiny")
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m.keys() == result.metrics.keys()
+    for task in TASKS:
+        for key in ("pairwise_tau", "pairwise_diff", "swap_consistency", "pointwise_spearman"):
+            assert f"{task}/{key}" in m
+            assert f"eval_unseen/{task}/{key}" in m
+        # A random model writes no contract answer: unparseable is counted as wrong, not guessed.
+        assert m[f"{task}/pairwise_tau"] <= 1 - m[f"{task}/pairwise_unparseable"] + 1e-9
+    preds = pd.read_parquet(tmp_path / "eval" / "predictions.parquet")
+    assert len(preds) == 2 * 2 * 2 * len(TASKS)  # splits x modes x records x tasks
+    assert (tmp_path / "eval" / "metrics.png").stat().st_size > 1000
+    assert not math.isnan(m["image_generation/pairwise_unparseable"])
+
+
+def test_primary_split_must_be_evaluated() -> None:
+    with pytest.raises(ValueError, match="primary_split"):
+        EvaluateConfig(splits=("eval_unseen",), primary_split="eval_seen")
