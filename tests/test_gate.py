@@ -70,3 +70,26 @@ def test_primary_listed_among_per_task_keys_is_compared_once():
     )
     assert decision.promote
     assert sum(r.startswith("acc:") for r in decision.reasons) == 1
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        (_m(0.50), None, False),  # a first judge at chance never becomes champion
+        (_m(0.56), None, True),
+        (_m(0.54), _m(0.40), False),  # better than a bad champion, still below the floor
+        (_m(0.60), _m(0.40), True),
+    ],
+)
+def test_min_primary_floor(challenger, champion, promote):
+    decision = promotion_decision(
+        challenger,
+        champion,
+        primary="acc",
+        margin=0.01,
+        per_task_keys=TASKS,
+        max_regression=1.0,
+        min_primary=0.55,
+    )
+    assert decision.promote is promote
+    assert promote or any("below the floor" in r for r in decision.reasons)

@@ -49,13 +49,16 @@ def promotion_decision(
     margin: float,
     per_task_keys: Sequence[str],
     max_regression: float = 0.0,
+    min_primary: float = 0.0,
 ) -> GateDecision:
     """Decide whether `challenger` replaces `champion`, with one reason per metric compared.
 
     Promote iff challenger[primary] >= champion[primary] + margin and, for every key in
     per_task_keys, champion[key] - challenger[key] <= max_regression. With no champion the
     challenger is promoted, provided its own metrics are present and not nan (a first model with
-    broken metrics must not become champion either). A per-task key the champion lacks (a task
+    broken metrics must not become champion either), and the challenger's primary metric must
+    reach `min_primary` in every case (e.g. 0.55 for a pairwise accuracy: above chance).
+    A per-task key the champion lacks (a task
     added since) is not compared and says so; a champion without the primary metric cannot be
     beaten automatically and refuses.
 
@@ -64,6 +67,10 @@ def promotion_decision(
     """
     keys = [primary, *(k for k in per_task_keys if k != primary)]
     reasons = _check_challenger(challenger, keys)
+    value = _usable(challenger, primary)
+    if value is not None and value < min_primary - _EPS:
+        # A judge at chance must not become champion, not even the first one.
+        reasons.append(f"{primary} {value:.4f} is below the floor {min_primary:.4f}; refusing")
     if champion is None:
         reasons.append("no current champion: the first usable model becomes champion")
         return GateDecision(promote=len(reasons) == 1, reasons=tuple(reasons))

@@ -49,6 +49,7 @@ class RegisterConfig:
     primary_metric: str = "pairwise_diff_mean"
     margin: float = 0.01
     max_regression: float = 0.02
+    min_primary: float = 0.55  # a judge must beat chance (0.5) to become champion at all
     per_task_metrics: tuple[str, ...] = (
         "image_generation/pairwise_diff",
         "image_understanding/pairwise_diff",
@@ -71,7 +72,7 @@ class RegisterConfig:
             raise ValueError("register.experiment must be a non-empty MLflow experiment name")
         if not self.primary_metric:
             raise ValueError("register.primary_metric must name a key of the evaluate metrics")
-        for name in ("margin", "max_regression"):
+        for name in ("margin", "max_regression", "min_primary"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"register.{name} must be a number, got {value!r}")
@@ -161,6 +162,7 @@ def _gate(
         margin=config.margin,
         per_task_keys=config.per_task_metrics,
         max_regression=config.max_regression,
+        min_primary=config.min_primary,
     )
     champion_version = model.aliases.get(CHAMPION)
     if champion_version is None:
