@@ -17,6 +17,14 @@ Footguns recorded here so nobody rediscovers them:
 - vLLM needs head_dim >= 32, so heads are sized from hidden_size // head_dim, not the reverse.
 - Video reaches the judge as frames (images): the Qwen video processor needs torchvision, which
   does not import beside the CPU torch build.
+- Qwen3-VL (`family="qwen3_vl"`): vision patches are 16 px (not 14), so images must be a multiple
+  of 32 px (patch*merge), e.g. 64 (a 2x2 merged grid, 4 tokens). Its text rope is *interleaved*
+  mrope: frequency slot i goes to H if i % 3 == 1 and i < 3*section[1], to W if i % 3 == 2 and
+  i < 3*section[2], else to T. Sections are reused from the config as given (vLLM applies the
+  same slicing); with head_dim 32 the default (2, 4, 10) gives T/H/W 7/4/5 slots, and since
+  every axis gets high and low frequencies the Qwen2.5 footgun above does not arise. Deepstack
+  adds features from the first min(3, vision_depth, num_layers) vision blocks to the first text
+  layers. The vision tower also has a learned position grid, sized here to one image's patches.
 """
 
 from __future__ import annotations
@@ -94,7 +102,13 @@ class TinyModelConfig:
             raise ValueError(
                 f"mrope_section {self.mrope_section} must sum to head_dim/2 = {self.head_dim // 2}"
             )
-        if self.image_size % 28:
+        if self.family == "qwen3_vl":
+            if self.image_size % 32:
+                raise ValueError(
+                    f"image_size {self.image_size} must be a multiple of 32 (patch*merge) for "
+                    "qwen3_vl, e.g. 64"
+                )
+        elif self.image_size % 28:
             raise ValueError(f"image_size {self.image_size} must be a multiple of 28 (patch*merge)")
 
     @classmethod
@@ -176,15 +190,34 @@ def allow_processor_without_video() -> None:
     ProcessorMixin._unireward_no_video = True
 
 
-def build_processor(tokenizer, image_size: int):
-    """Qwen2.5-VL processor: stock image processor pinned to `image_size`² pixels, no video one."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
+# Processor class per family; `save_processor` records the name in preprocessor_config.json.
+PROCESSOR_CLASSES = {"qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor"}
+
+
+def build_processor(tokenizer, image_size: int, family: Family = "qwen2_5_vl"):
+    """Qwen-VL processor: stock image processor pinned to `image_size`² pixels, no video one.
+
+    Both families use `Qwen2VLImageProcessorPil`; Qwen3-VL's is configured like the released
+    checkpoints (16 px patches, mean/std 0.5) and wrapped in `Qwen3VLProcessor`.
+    """
+    import transformers
+    from transformers import Qwen2VLImageProcessorPil
 
     allow_processor_without_video()
 
     pixels = image_size * image_size
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
-    processor = Qwen2_5_VLProcessor(
+    if family == "qwen3_vl":
+        image_processor = Qwen2VLImageProcessorPil(
+            min_pixels=pixels,
+            max_pixels=pixels,
+            patch_size=16,
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        )
+    else:
+        image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
+    processor_class = getattr(transformers, PROCESSOR_CLASSES[family])
+    processor = processor_class(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
     )
     return _with_partwise_save(processor)
@@ -209,11 +242,8 @@ def build_model(cfg: TinyModelConfig, tokenizer):
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    if cfg.family != "qwen2_5_vl":
-        raise NotImplementedError(
-            "only family='qwen2_5_vl' is built here so far; Qwen3-VL uses the same recipe with "
-            "Qwen3VLConfig (deepstack layers) and is not wired yet"
-        )
+    if cfg.family == "qwen3_vl":
+        return _build_qwen3_vl(cfg, tokenizer)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     heads = cfg.hidden_size // cfg.head_dim
     config = Qwen2_5_VLConfig(
@@ -257,10 +287,65 @@ def build_model(cfg: TinyModelConfig, tokenizer):
     return model
 
 
+def _build_qwen3_vl(cfg: TinyModelConfig, tokenizer):
+    """Random-weight Qwen3-VL: same recipe as Qwen2.5-VL, plus deepstack and interleaved mrope."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    heads = cfg.hidden_size // cfg.head_dim
+    patch_size = 16
+    n_deepstack = min(3, cfg.vision_depth, cfg.num_layers)
+    config = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden_size,
+            intermediate_size=cfg.intermediate_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=heads,
+            num_key_value_heads=cfg.num_kv_heads,
+            head_dim=cfg.head_dim,
+            max_position_embeddings=4096,
+            rope_parameters=dict(
+                rope_type="default",
+                rope_theta=cfg.rope_theta,
+                mrope_section=list(cfg.mrope_section),
+                mrope_interleaved=True,
+            ),
+            bos_token_id=None,
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(
+            depth=cfg.vision_depth,
+            hidden_size=cfg.vision_hidden_size,
+            intermediate_size=cfg.vision_intermediate_size,
+            num_heads=cfg.vision_hidden_size // cfg.head_dim,
+            out_hidden_size=cfg.hidden_size,
+            patch_size=patch_size,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=(cfg.image_size // patch_size) ** 2,
+            deepstack_visual_indexes=list(range(n_deepstack)),
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(cfg.seed)
+    model = Qwen3VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.bos_token_id = None
+    return model
+
+
 def build_tiny(cfg: TinyModelConfig, corpus: Iterable[str]):
     """(model, processor) for a fresh tiny judge."""
     tokenizer = train_tokenizer(corpus, cfg.vocab_size)
-    return build_model(cfg, tokenizer), build_processor(tokenizer, cfg.image_size)
+    return build_model(cfg, tokenizer), build_processor(tokenizer, cfg.image_size, cfg.family)
 
 
 def save_processor(processor, out_dir: Path) -> None:
@@ -282,15 +367,37 @@ def save_processor(processor, out_dir: Path) -> None:
     (out_dir / "chat_template.jinja").write_text(processor.chat_template)
 
 
+def _processor_class(model_dir: Path):
+    """The processor class `save_processor` recorded (preprocessor_config.json), else the one for
+    config.json's model_type; Qwen2.5-VL when neither says (older checkpoints)."""
+    import json
+
+    import transformers
+
+    name = None
+    pre = model_dir / "preprocessor_config.json"
+    if pre.exists():
+        name = json.loads(pre.read_text()).get("processor_class")
+    if name is None and (model_dir / "config.json").exists():
+        model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+        name = PROCESSOR_CLASSES.get(model_type)
+    name = name or PROCESSOR_CLASSES["qwen2_5_vl"]
+    if name not in PROCESSOR_CLASSES.values():
+        known = sorted(PROCESSOR_CLASSES.values())
+        raise ValueError(f"{model_dir}: processor class {name!r} is not one of {known}")
+    return getattr(transformers, name)
+
+
 def load_processor(model_dir: Path):
     """Inverse of `save_processor`; trust_remote_code=False, offline."""
-    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLProcessor
+    from transformers import AutoImageProcessor, AutoTokenizer
 
     allow_processor_without_video()
+    model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     image_processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=False)
-    template = (Path(model_dir) / "chat_template.jinja").read_text()
-    processor = Qwen2_5_VLProcessor(
+    template = (model_dir / "chat_template.jinja").read_text()
+    processor = _processor_class(model_dir)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=template
     )
     return _with_partwise_save(processor)
