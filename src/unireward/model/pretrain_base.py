@@ -188,7 +188,7 @@ def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(tokenizer_corpus(config.shapes), config.model.vocab_size)
-    processor = build_processor(tokenizer, config.model.image_size)
+    processor = build_processor(tokenizer, config.model.image_size, config.model.family)
     model = build_model(config.model, tokenizer)
 
     def make(i: int) -> dict[str, Any]:
