@@ -237,33 +237,63 @@ def _with_partwise_save(processor):
     return processor
 
 
-def build_model(cfg: TinyModelConfig, tokenizer):
-    """Random-weight Qwen-VL whose special-token ids match `tokenizer`."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+def _special_ids(tokenizer) -> dict[str, int]:
+    return {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
 
+
+def _text_config(cfg: TinyModelConfig, tokenizer, **rope_extra: Any) -> dict[str, Any]:
+    """The language-model half, the same for both families."""
+    ids = _special_ids(tokenizer)
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.hidden_size // cfg.head_dim,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=4096,
+        rope_parameters=dict(
+            rope_type="default",
+            rope_theta=cfg.rope_theta,
+            mrope_section=list(cfg.mrope_section),
+            **rope_extra,
+        ),
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
+
+
+def _vision_token_ids(tokenizer) -> dict[str, int]:
+    ids = _special_ids(tokenizer)
+    return dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+
+
+def _instantiate(model_cls, config, cfg: TinyModelConfig, tokenizer):
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model = model_cls(config)
+    ids = _special_ids(tokenizer)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.bos_token_id = None
+    return model
+
+
+def build_model(cfg: TinyModelConfig, tokenizer):
+    """Random-weight Qwen-VL of `cfg.family` whose special-token ids match `tokenizer`."""
     if cfg.family == "qwen3_vl":
         return _build_qwen3_vl(cfg, tokenizer)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    heads = cfg.hidden_size // cfg.head_dim
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=heads,
-            num_key_value_heads=cfg.num_kv_heads,
-            max_position_embeddings=4096,
-            rope_parameters=dict(
-                rope_type="default",
-                rope_theta=cfg.rope_theta,
-                mrope_section=list(cfg.mrope_section),
-            ),
-            bos_token_id=None,
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config=_text_config(cfg, tokenizer),
         vision_config=dict(
             depth=cfg.vision_depth,
             hidden_size=cfg.vision_hidden_size,
@@ -273,49 +303,23 @@ def build_model(cfg: TinyModelConfig, tokenizer):
             window_size=cfg.image_size * 2,
             fullatt_block_indexes=[cfg.vision_depth - 1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
+        **_vision_token_ids(tokenizer),
     )
-    torch.manual_seed(cfg.seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.bos_token_id = None
-    return model
+    return _instantiate(Qwen2_5_VLForConditionalGeneration, config, cfg, tokenizer)
 
 
 def _build_qwen3_vl(cfg: TinyModelConfig, tokenizer):
     """Random-weight Qwen3-VL: same recipe as Qwen2.5-VL, plus deepstack and interleaved mrope."""
-    import torch
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    heads = cfg.hidden_size // cfg.head_dim
     patch_size = 16
     n_deepstack = min(3, cfg.vision_depth, cfg.num_layers)
     config = Qwen3VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=cfg.hidden_size,
-            intermediate_size=cfg.intermediate_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=heads,
-            num_key_value_heads=cfg.num_kv_heads,
-            head_dim=cfg.head_dim,
-            max_position_embeddings=4096,
-            rope_parameters=dict(
-                rope_type="default",
-                rope_theta=cfg.rope_theta,
-                mrope_section=list(cfg.mrope_section),
-                mrope_interleaved=True,
-            ),
-            bos_token_id=None,
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
+        text_config={
+            **_text_config(cfg, tokenizer, mrope_interleaved=True),
+            "head_dim": cfg.head_dim,
+        },
         vision_config=dict(
             depth=cfg.vision_depth,
             hidden_size=cfg.vision_hidden_size,
@@ -328,18 +332,10 @@ def _build_qwen3_vl(cfg: TinyModelConfig, tokenizer):
             num_position_embeddings=(cfg.image_size // patch_size) ** 2,
             deepstack_visual_indexes=list(range(n_deepstack)),
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
+        **_vision_token_ids(tokenizer),
     )
-    torch.manual_seed(cfg.seed)
-    model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.bos_token_id = None
-    return model
+    return _instantiate(Qwen3VLForConditionalGeneration, config, cfg, tokenizer)
 
 
 def build_tiny(cfg: TinyModelConfig, corpus: Iterable[str]):
