@@ -72,7 +72,7 @@ def promotion_decision(
         # A judge at chance must not become champion, not even the first one.
         reasons.append(f"{primary} {value:.4f} is below the floor {min_primary:.4f}; refusing")
     if champion is None:
-        reasons.append("no current champion: the first usable model becomes champion")
+        reasons.append("no current champion: a challenger that passes every check becomes champion")
         return GateDecision(promote=len(reasons) == 1, reasons=tuple(reasons))
     ok = not reasons
 
