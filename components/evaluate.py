@@ -22,10 +22,10 @@ def evaluate(
     import math
     from pathlib import Path
 
-    from unireward.cli import config_from_parameters
+    from unireward.config import from_dict
     from unireward.eval import evaluate as stage
 
-    cfg = config_from_parameters(stage.EvaluateConfig, config, "evaluate")
+    cfg = from_dict(stage.EvaluateConfig, config, where="evaluate")
     result = stage.run(cfg, Path(model.path), Path(dataset.path), Path(evaluation.path), name=name)
     for key, value in sorted(result.metrics.items()):
         if not math.isnan(value):  # KFP metrics are numbers; nan means "no usable verdict"

@@ -14,9 +14,10 @@ def ingest(config: dict, dataset: Output[Dataset]):
     """`dataset` is a directory: records.parquet, media/ and lineage.json."""
     from pathlib import Path
 
-    from unireward.cli import config_from_parameters, summary
+    from unireward.cli import summary
+    from unireward.config import from_dict
     from unireward.data import ingest as stage
 
-    cfg = config_from_parameters(stage.IngestConfig, config, "ingest")
+    cfg = from_dict(stage.IngestConfig, config, where="ingest")
     result = stage.run(cfg, Path(dataset.path))
     dataset.metadata.update({k: v for k, v in summary(result).items() if k != "output_dir"})

@@ -15,10 +15,10 @@ def pretrain_base(config: dict, base_model: Output[Model], perception: Output[Me
     import math
     from pathlib import Path
 
-    from unireward.cli import config_from_parameters
+    from unireward.config import from_dict
     from unireward.model import pretrain_base as stage
 
-    cfg = config_from_parameters(stage.PretrainBaseConfig, config, "pretrain_base")
+    cfg = from_dict(stage.PretrainBaseConfig, config, where="pretrain_base")
     result = stage.run(cfg, Path(base_model.path))
     for name, value in result.perception.items():
         if not math.isnan(value):

@@ -20,10 +20,11 @@ def register(
     """`registration` is a directory holding registration.json (version, aliases, reasons)."""
     from pathlib import Path
 
-    from unireward.cli import config_from_parameters, summary
+    from unireward.cli import summary
+    from unireward.config import from_dict
     from unireward.registry import register as stage
 
-    cfg = config_from_parameters(stage.RegisterConfig, config, "register")
+    cfg = from_dict(stage.RegisterConfig, config, where="register")
     result = stage.run(
         cfg,
         Path(model.path),

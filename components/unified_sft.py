@@ -16,9 +16,9 @@ def unified_sft(
     """`judge` is the checkpoint directory (safetensors + processor + unireward.json)."""
     from pathlib import Path
 
-    from unireward.cli import config_from_parameters
+    from unireward.config import from_dict
     from unireward.judge import unified_sft as stage
 
-    cfg = config_from_parameters(stage.UnifiedSftConfig, config, "unified_sft")
+    cfg = from_dict(stage.UnifiedSftConfig, config, where="unified_sft")
     result = stage.run(cfg, Path(base_model.path), Path(dataset.path), Path(judge.path))
     judge.metadata.update({"global_step": result.train.global_step, "n_records": result.n_records})

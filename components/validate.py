@@ -26,10 +26,11 @@ def validate(
     import shutil
     from pathlib import Path
 
-    from unireward.cli import config_from_parameters, summary
+    from unireward.cli import summary
+    from unireward.config import from_dict
     from unireward.data import validate as stage
 
-    cfg = config_from_parameters(stage.ValidateConfig, config, "validate")
+    cfg = from_dict(stage.ValidateConfig, config, where="validate")
     out = Path(validated.path)
     result = stage.run(cfg, Path(dataset.path), out)
     shutil.copyfile(out / "report.html", report.path)

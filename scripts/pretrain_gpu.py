@@ -32,12 +32,18 @@ def main() -> None:
 
     cfg = load_stage_config(PretrainBaseConfig, "pretrain_base", profile=None)
     train = dataclasses.replace(
-        cfg.train, device="cuda", batch_size=args.batch_size, learning_rate=args.lr,
-        dataloader_workers=args.workers, threads=4, logging_steps=100,
+        cfg.train,
+        device="cuda",
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        dataloader_workers=args.workers,
+        threads=4,
+        logging_steps=100,
     )
     calib_steps = 60
     probe = dataclasses.replace(
-        cfg, train=dataclasses.replace(train, max_steps=calib_steps, save_steps=10_000),
+        cfg,
+        train=dataclasses.replace(train, max_steps=calib_steps, save_steps=10_000),
         eval_examples=0,
     )
     t0 = time.perf_counter()
@@ -54,14 +60,23 @@ def main() -> None:
     shutil.rmtree(args.output_dir / "checkpoints", ignore_errors=True)
     info = json.loads((args.output_dir / "unireward.json").read_text())
     info["made_by"] = {
-        "command": "python scripts/pretrain_gpu.py " + " ".join(
+        "command": "python scripts/pretrain_gpu.py "
+        + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output_dir"
         ),
         "calibration_s_per_step": per_step,
     }
     (args.output_dir / "unireward.json").write_text(json.dumps(info, indent=2, sort_keys=True))
-    print(json.dumps({"perception": res.perception, "steps": res.train.global_step,
-                      "train_seconds": res.train.train_seconds}), flush=True)
+    print(
+        json.dumps(
+            {
+                "perception": res.perception,
+                "steps": res.train.global_step,
+                "train_seconds": res.train.train_seconds,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -100,12 +100,10 @@ def test_stage_configs_reject_overrides_for_unknown_stages() -> None:
 
 
 def test_kfp_numbers_become_ints_again_where_configs_want_ints() -> None:
-    from unireward.cli import config_from_parameters
+    from unireward.config import from_dict
     from unireward.judge.unified_sft import UnifiedSftConfig
 
-    cfg = config_from_parameters(
-        UnifiedSftConfig, {"train": {"max_steps": 3.0, "learning_rate": 1.0e-3}}, "unified_sft"
-    )
+    cfg = from_dict(UnifiedSftConfig, {"train": {"max_steps": 3.0, "learning_rate": 1.0e-3}})
     assert cfg.train.max_steps == 3 and isinstance(cfg.train.max_steps, int)
     assert isinstance(cfg.train.learning_rate, float)
 

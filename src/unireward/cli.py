@@ -30,7 +30,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from unireward.config import DEFAULT_PROFILE, from_dict, load_stage_config
+from unireward.config import DEFAULT_PROFILE, load_stage_config
 from unireward.tasks import TASKS, parse_task
 
 T = TypeVar("T")
@@ -98,11 +98,6 @@ def summary(result: Any) -> dict[str, Any]:
         for k, v in fields.items()
         if isinstance(v, str | int | float | bool | Path) or v is None
     }
-
-
-def config_from_parameters(cls: type[T], config: Mapping[str, Any], stage: str) -> T:
-    """A stage config from a Kubeflow `dict` parameter (`from_dict` undoes KFP's int -> float)."""
-    return from_dict(cls, dict(config), where=stage)
 
 
 def _echo(stage: str, result: Any, extra: Mapping[str, Any] | None = None) -> None:
