@@ -369,7 +369,7 @@ def test_build_messages_image_count(task: Task, mode: Mode, use_cot: bool):
     frames = 8 if task.is_video else 1
     parts = _parts(build_messages(task, mode, "a red circle", responses, n_items, frames, use_cot))
     assert sum(p["type"] == "image" for p in parts) == n_items * frames
-    text = parts[0]["text"]
+    text = parts[-1]["text"]
     assert "a red circle" in text
     assert all(r in text for r in responses)
 
@@ -378,7 +378,7 @@ def test_build_messages_image_count(task: Task, mode: Mode, use_cot: bool):
 def test_prompt_names_the_answer_format(task: Task, mode: Mode, use_cot: bool):
     n_items, responses = shape(task, mode)
     frames = 8 if task.is_video else 1
-    text = _parts(build_messages(task, mode, "q", responses, n_items, frames, use_cot))[0]["text"]
+    text = _parts(build_messages(task, mode, "q", responses, n_items, frames, use_cot))[-1]["text"]
     if mode == Mode.POINTWISE:
         lo, hi = SCORE_RANGE[task]
         assert "Final Score: <number>" in text and f"from {lo:g} to {hi:g}" in text
@@ -397,7 +397,7 @@ def test_prompts_differ_per_task_and_mode():
     for task, mode, use_cot in PROMPT_KINDS:
         n_items, responses = shape(task, mode)
         frames = 8 if task.is_video else 1
-        text = _parts(build_messages(task, mode, "q", responses, n_items, frames, use_cot))[0]
+        text = _parts(build_messages(task, mode, "q", responses, n_items, frames, use_cot))[-1]
         assert len(text["text"].split()) < 60  # a tiny model trains on these: keep them short
         texts.add(text["text"])
     assert len(texts) == len(PROMPT_KINDS) == 12
@@ -405,7 +405,7 @@ def test_prompts_differ_per_task_and_mode():
 
 def test_video_pair_layout_is_video1_frames_then_video2_frames():
     parts = _parts(build_messages(VG, Mode.PAIRWISE, "q", [], n_items=2, frames_per_item=8))
-    kinds = [p["text"] if p["type"] == "text" else "img" for p in parts[1:]]
+    kinds = [p["text"] if p["type"] == "text" else "img" for p in parts[:-1]]
     assert kinds == ["Video 1:", *["img"] * 8, "Video 2:", *["img"] * 8]
 
 

@@ -191,16 +191,15 @@ def build_messages(
 ) -> list[dict]:
     """HF chat messages (one user turn) for the judge, in transformers' multimodal format.
 
-    The content is, in order: the instruction text, then for each visual item a text marker
-    ("Image 1:", "Video 2:", or "Image:" / "Video:" for a single item) followed by
-    `frames_per_item` image placeholders. A pair of videos is all frames of video 1, then all
-    of video 2.
+    The content is, in order: for each visual item a text marker ("Image 1:", "Video 2:", or
+    "Image:" / "Video:" for a single item) followed by `frames_per_item` image placeholders,
+    then the instruction text. A pair of videos is all frames of video 1, then all of video 2.
 
     Example (image generation, pairwise, direct):
         [{"role": "user", "content": [
-            {"type": "text", "text": "Caption: a red circle\\nWhich image ..."},
             {"type": "text", "text": "Image 1:"}, {"type": "image"},
-            {"type": "text", "text": "Image 2:"}, {"type": "image"}]}]
+            {"type": "text", "text": "Image 2:"}, {"type": "image"},
+            {"type": "text", "text": "Caption: a red circle\\nWhich image ..."}]}]
 
     Raises ValueError when the number of items, frames or responses does not fit the
     (task, mode), or when CoT is asked for pointwise scoring (CoT is pairwise only).
@@ -225,16 +224,17 @@ def build_messages(
         raise ValueError(f"CoT prompts exist only for pairwise mode, not {where}")
 
     noun = "Video" if task.is_video else "Image"
-    # Instruction first, then the items: in a causal model the image tokens can then attend to the
-    # caption / question, so "does this item fit?" is computed at the item and the answer only
-    # compares items (a 4-layer judge cannot do both hops from the last token).
-    content: list[dict] = [
-        {"type": "text", "text": _instruction(task, mode, prompt, responses, cot)}
-    ]
+    # Items first, then the instruction: the layout the base model learned to see in
+    # (pretrain_base asks its questions after the images). Measured: the shipped base answers
+    # colour/shape/position questions 0.78 exact with the question after the images and 0.00
+    # with the same question before them, and a judge trained text-first collapsed to a
+    # constant answer. Change the layout only together with the perception pretraining.
+    content: list[dict] = []
     for i in range(n_items):
         marker = f"{noun} {i + 1}:" if n_items > 1 else f"{noun}:"
         content.append({"type": "text", "text": marker})
         content.extend({"type": "image"} for _ in range(frames_per_item))
+    content.append({"type": "text", "text": _instruction(task, mode, prompt, responses, cot)})
     return [{"role": "user", "content": content}]
 
 
