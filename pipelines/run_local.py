@@ -41,8 +41,9 @@ class LocalRun:
 
 
 def _metrics(evaluation_dir: str) -> dict[str, float]:
-    data = json.loads((Path(evaluation_dir) / "metrics.json").read_text())
-    return {k: float("nan") if v is None else float(v) for k, v in data.items()}
+    from unireward.registry.register import load_metrics
+
+    return load_metrics(Path(evaluation_dir) / "metrics.json")
 
 
 def _aliases(tracking_uri: str, name: str, version: str) -> list[str]:

@@ -275,12 +275,9 @@ def format_comparison(
 
 
 def _read_metrics(path: Path) -> dict[str, float]:
-    if not path.is_file():
-        raise FileNotFoundError(f"metrics file {path} not found (run `unireward evaluate` first)")
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of metric name -> number")
-    return {k: math.nan if v is None else float(v) for k, v in data.items()}
+    from unireward.registry.register import load_metrics
+
+    return load_metrics(path)
 
 
 @app.command("report")
