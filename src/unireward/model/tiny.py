@@ -264,6 +264,17 @@ def _text_config(cfg: TinyModelConfig, tokenizer, **rope_extra: Any) -> dict[str
     )
 
 
+def _vision_sizes(cfg: TinyModelConfig) -> dict[str, int]:
+    """The vision tower's sizes, the same for both families."""
+    return dict(
+        depth=cfg.vision_depth,
+        hidden_size=cfg.vision_hidden_size,
+        intermediate_size=cfg.vision_intermediate_size,
+        num_heads=cfg.vision_hidden_size // cfg.head_dim,
+        out_hidden_size=cfg.hidden_size,
+    )
+
+
 def _vision_token_ids(tokenizer) -> dict[str, int]:
     ids = _special_ids(tokenizer)
     return dict(
@@ -295,11 +306,7 @@ def build_model(cfg: TinyModelConfig, tokenizer):
     config = Qwen2_5_VLConfig(
         text_config=_text_config(cfg, tokenizer),
         vision_config=dict(
-            depth=cfg.vision_depth,
-            hidden_size=cfg.vision_hidden_size,
-            intermediate_size=cfg.vision_intermediate_size,
-            num_heads=cfg.vision_hidden_size // cfg.head_dim,
-            out_hidden_size=cfg.hidden_size,
+            **_vision_sizes(cfg),
             window_size=cfg.image_size * 2,
             fullatt_block_indexes=[cfg.vision_depth - 1],
         ),
@@ -321,11 +328,7 @@ def _build_qwen3_vl(cfg: TinyModelConfig, tokenizer):
             "head_dim": cfg.head_dim,
         },
         vision_config=dict(
-            depth=cfg.vision_depth,
-            hidden_size=cfg.vision_hidden_size,
-            intermediate_size=cfg.vision_intermediate_size,
-            num_heads=cfg.vision_hidden_size // cfg.head_dim,
-            out_hidden_size=cfg.hidden_size,
+            **_vision_sizes(cfg),
             patch_size=patch_size,
             spatial_merge_size=2,
             temporal_patch_size=2,
