@@ -110,7 +110,7 @@ def run_pipeline(
 
 
 def describe(run: LocalRun) -> str:
-    from unireward.cli import format_comparison
+    from unireward.eval.report import format_comparison
 
     reg = run.registration
     return "\n".join(

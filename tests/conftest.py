@@ -36,3 +36,28 @@ def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("shapes")
     generate(ShapesConfig(**TINY_SHAPES), root)
     return root
+
+
+@pytest.fixture(scope="session")
+def vl_inputs():
+    """`make(processor, n_images, size)`: processor inputs for `n_images` random images with
+    per-image markers and a caption, rendered through the processor's chat template."""
+    import numpy as np
+    from PIL import Image
+
+    def make(processor, n_images: int = 2, size: int = 56):
+        content = []
+        for i in range(n_images):
+            content += [{"type": "text", "text": f"Image {i + 1}:"}, {"type": "image"}]
+        content.append({"type": "text", "text": "Caption: a red circle at the top left"})
+        text = processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+        rng = np.random.default_rng(0)
+        images = [
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+            for _ in range(n_images)
+        ]
+        return processor(text=[text], images=images, return_tensors="pt")
+
+    return make

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from unireward.cli import app, format_comparison, split_metrics
+from unireward.cli import app
+from unireward.eval.report import format_comparison, split_metrics
 
 STAGES = ("pretrain_base", "ingest", "validate", "unified_sft", "evaluate", "register")
 runner = CliRunner()

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from unireward.model.tiny import TinyModelConfig, load_checkpoint
 
 
-def _inputs(processor, n_images: int = 2):
-    content = []
-    for i in range(n_images):
-        content += [{"type": "text", "text": f"Image {i + 1}:"}, {"type": "image"}]
-    content.append({"type": "text", "text": "Caption: a red circle at the top left"})
-    text = processor.apply_chat_template(
-        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-    )
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (56, 56, 3), dtype=np.uint8))] * n_images
-    return processor(text=[text], images=images, return_tensors="pt")
-
-
-def test_checkpoint_round_trip_gives_identical_logits(tiny_model_dir: Path) -> None:
+def test_checkpoint_round_trip_gives_identical_logits(vl_inputs, tiny_model_dir: Path) -> None:
     model, processor = load_checkpoint(tiny_model_dir)
-    inputs = _inputs(processor)
+    inputs = vl_inputs(processor)
     # A 56 px image is a 2x2 grid of merged tokens: 4 image tokens each.
     assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 8
     with torch.no_grad():

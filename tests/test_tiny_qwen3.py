@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from unireward.model.tiny import TinyModelConfig, build_tiny, load_checkpoint, save_checkpoint
 
@@ -23,22 +21,6 @@ def qwen3():
     cfg = TinyModelConfig.preset("test", family="qwen3_vl", image_size=64)
     model, processor = build_tiny(cfg, CORPUS)
     return cfg, model.eval(), processor
-
-
-def _inputs(processor, n_images: int = 2, size: int = 64):
-    content = []
-    for i in range(n_images):
-        content += [{"type": "text", "text": f"Image {i + 1}:"}, {"type": "image"}]
-    content.append({"type": "text", "text": "Caption: a red circle at the top left"})
-    text = processor.apply_chat_template(
-        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-    )
-    rng = np.random.default_rng(0)
-    images = [
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-        for _ in range(n_images)
-    ]
-    return processor(text=[text], images=images, return_tensors="pt")
 
 
 def test_builds_qwen3_vl_with_the_tokenizer_special_ids(qwen3) -> None:
@@ -60,9 +42,9 @@ def test_builds_qwen3_vl_with_the_tokenizer_special_ids(qwen3) -> None:
     assert model.lm_head.weight is model.get_input_embeddings().weight
 
 
-def test_forward_and_greedy_generate_with_two_images(qwen3) -> None:
+def test_forward_and_greedy_generate_with_two_images(vl_inputs, qwen3) -> None:
     _, model, processor = qwen3
-    inputs = _inputs(processor)
+    inputs = vl_inputs(processor, size=64)
     # A 64 px image is 4x4 patches of 16 px, merged 2x2: 4 image tokens each.
     assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 8
     with torch.no_grad():
@@ -74,7 +56,9 @@ def test_forward_and_greedy_generate_with_two_images(qwen3) -> None:
     assert isinstance(processor.batch_decode(out[:, inputs["input_ids"].shape[1] :])[0], str)
 
 
-def test_checkpoint_round_trip_is_safetensors_with_identical_logits(qwen3, tmp_path: Path) -> None:
+def test_checkpoint_round_trip_is_safetensors_with_identical_logits(
+    vl_inputs, qwen3, tmp_path: Path
+) -> None:
     _, model, processor = qwen3
     out = save_checkpoint(model, processor, tmp_path / "q3")
     assert list(out.glob("*.safetensors"))
@@ -86,8 +70,8 @@ def test_checkpoint_round_trip_is_safetensors_with_identical_logits(qwen3, tmp_p
     again, again_processor = load_checkpoint(out)
     assert type(again).__name__ == "Qwen3VLForConditionalGeneration"
     assert type(again_processor).__name__ == "Qwen3VLProcessor"
-    inputs = _inputs(processor)
-    reloaded_inputs = _inputs(again_processor)
+    inputs = vl_inputs(processor, size=64)
+    reloaded_inputs = vl_inputs(again_processor, size=64)
     assert torch.equal(inputs["input_ids"], reloaded_inputs["input_ids"])
     assert torch.equal(inputs["pixel_values"], reloaded_inputs["pixel_values"])
     with torch.no_grad():

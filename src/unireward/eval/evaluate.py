@@ -223,9 +223,7 @@ def run(
     rows = predict(model, processor, records, Path(dataset_dir), config)
     metrics = compute_metrics(rows, config)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    pd.DataFrame(rows).astype({"pred": "object"}, errors="ignore").to_parquet(
-        output_dir / "predictions.parquet"
-    )
+    pd.DataFrame(rows).to_parquet(output_dir / "predictions.parquet")
     plot(metrics, output_dir / "metrics.png", f"{name}: {config.primary_split}")
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run(f"evaluate-{name}", tags={"stage": "evaluate", "model": name}):
