@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from unireward.config import from_dict
 from unireward.data.shapes import ShapesConfig, perception_example
@@ -35,25 +36,24 @@ def test_every_perception_question_has_a_kind_and_no_judge_answer() -> None:
     assert kinds >= {"colour", "shape", "position", "motion", "describe_image", "describe_video"}
 
 
+_TINY = {
+    "model": {
+        "vocab_size": 512,
+        "hidden_size": 64,
+        "num_layers": 1,
+        "num_kv_heads": 1,
+        "intermediate_size": 64,
+        "vision_depth": 1,
+        "vision_hidden_size": 64,
+        "vision_intermediate_size": 64,
+    },
+    "train": {"max_steps": 3, "batch_size": 2, "save_steps": 3},
+    "eval_examples": 6,
+}
+
+
 def test_run_writes_a_base_checkpoint_with_its_perception_report(tmp_path: Path) -> None:
-    cfg = from_dict(
-        PretrainBaseConfig,
-        {
-            "model": {
-                "vocab_size": 512,
-                "hidden_size": 64,
-                "num_layers": 1,
-                "num_kv_heads": 1,
-                "intermediate_size": 64,
-                "vision_depth": 1,
-                "vision_hidden_size": 64,
-                "vision_intermediate_size": 64,
-            },
-            "train": {"max_steps": 3, "batch_size": 2, "save_steps": 3},
-            "eval_examples": 6,
-        },
-    )
-    result = run(cfg, tmp_path / "base")
+    result = run(from_dict(PretrainBaseConfig, _TINY), tmp_path / "base")
     report = json.loads((tmp_path / "base" / "perception.json").read_text())
     assert report == result.perception
     assert {"seen/all", "unseen/all"} <= report.keys()
@@ -61,3 +61,29 @@ def test_run_writes_a_base_checkpoint_with_its_perception_report(tmp_path: Path)
     model, processor = load_checkpoint(tmp_path / "base")
     assert model.config.text_config.num_hidden_layers == 1
     assert processor.tokenizer.eos_token == "<|im_end|>"
+
+
+def test_a_later_phase_continues_from_the_earlier_checkpoint(tmp_path: Path) -> None:
+    """Phase 2 (`init_from` + a grounding `mix`) starts from phase 1's weights and tokenizer,
+    trains them further, and reports the grounding skills it was trained on."""
+    import torch
+
+    run(from_dict(PretrainBaseConfig, {**_TINY, "eval_examples": 0}), tmp_path / "p1")
+    mix = {"which_image": 1.0, "verify_image": 1.0, "check_answer": 1.0}
+    phase2 = from_dict(
+        PretrainBaseConfig,
+        {**_TINY, "init_from": str(tmp_path / "p1"), "mix": mix, "eval_examples": 12},
+    )
+    result = run(phase2, tmp_path / "p2")
+    kinds = {k.split("/", 1)[1] for k in result.perception} - {"all"}
+    assert kinds and kinds <= set(mix)
+    (m1, p1), (m2, p2) = load_checkpoint(tmp_path / "p1"), load_checkpoint(tmp_path / "p2")
+    assert p1.tokenizer.get_vocab() == p2.tokenizer.get_vocab()
+    s1, s2 = m1.state_dict(), m2.state_dict()
+    assert s1.keys() == s2.keys()
+    assert any(not torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_an_unknown_perception_skill_in_the_mix_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown perception skill"):
+        from_dict(PretrainBaseConfig, {"mix": {"describe_image": 1.0, "telepathy": 1.0}})

@@ -21,6 +21,7 @@ from unireward.data.shapes import (
     COLOURS,
     MOTIONS,
     POSITIONS,
+    SEEN_COMBOS,
     SHAPES,
     UNSEEN_COMBOS,
     Scene,
@@ -328,3 +329,76 @@ def test_scene_rejects_unknown_names() -> None:
         perception_example(np.random.default_rng(0), ShapesConfig(), combos=[])
     assert describe(Scene("cross", "white", motion="up")) == "a white cross moving up"
     assert describe(Scene("circle", "red", POSITIONS[0])) == "a red circle at the top left"
+
+
+def _caption_colour_position(caption: str) -> tuple[str, str]:
+    words = caption.rstrip("?").split()
+    return words[words.index("a") + 1], " ".join(words[-2:])
+
+
+def test_grounding_skills_answer_what_the_images_show() -> None:
+    """verify / which / check_answer: the yes-no and image-k answers agree with the pixels
+    (colour and quadrant read back from the rendered image; a shape-only miss cannot be read
+    back this way, so those are only counted)."""
+    config = ShapesConfig(frames=4)
+    rng = np.random.default_rng(3)
+    answers: Counter = Counter()
+    checked = 0
+    for name in ("verify_image", "which_image", "check_answer"):
+        for _ in range(60):
+            ex = perception_example(rng, config, mix={name: 1.0})
+            answers[(name, ex.answer)] += 1
+            scenes = [_read_scene(np.asarray(item[0], dtype=np.float32)) for item in ex.items]
+            if name == "check_answer":
+                question, claimed = ex.question.split(" Answer: ")
+                claimed = claimed.removesuffix(". Is the answer right?")
+                colour, quadrant = scenes[0]
+                if question.endswith("What colour is the shape?"):
+                    assert (claimed == colour) == (ex.answer == "yes")
+                    checked += 1
+                elif question.endswith("Where is the shape?"):
+                    assert (claimed == quadrant) == (ex.answer == "yes")
+                    checked += 1
+                continue
+            wanted = _caption_colour_position(ex.question.split(" shows ")[-1].split(" show ")[-1])
+            if name == "verify_image":
+                if ex.answer == "yes":
+                    assert scenes[0] == wanted
+                    checked += 1
+            else:
+                k = int(ex.answer.split()[-1]) - 1
+                assert scenes[k] == wanted
+                checked += 1
+    assert checked > 100
+    for name, yes, no in (
+        ("verify_image", "yes", "no"),
+        ("which_image", "image 1", "image 2"),
+        ("check_answer", "yes", "no"),
+    ):
+        assert answers[(name, yes)] > 15 and answers[(name, no)] > 15, answers
+
+
+def test_grounding_distractors_stay_inside_the_given_combos() -> None:
+    """Held-out combos never appear as distractors when training draws from seen ones, and a
+    combo set where some attribute cannot change (every unseen colour has one unseen shape)
+    still yields examples instead of failing."""
+    config = ShapesConfig(frames=4)
+    two = [("red", "triangle"), ("blue", "triangle")]  # no shape change possible
+    for combos in (two, UNSEEN_COMBOS, SEEN_COMBOS):
+        rng = np.random.default_rng(4)
+        colours = Counter()
+        for _ in range(60):
+            ex = perception_example(rng, config, combos, mix={"which_image": 1, "which_video": 1})
+            assert ex.answer in {"image 1", "image 2", "video 1", "video 2"}
+            if len(ex.items[0]) == 1:
+                for item in ex.items:
+                    colours[_read_scene(np.asarray(item[0], dtype=np.float32))[0]] += 1
+        assert set(colours) <= {c for c, _ in combos}
+    assert set(colours) == set(COLOURS)
+
+
+def test_perception_mix_rejects_unknown_skills() -> None:
+    with pytest.raises(ValueError, match=r"unknown perception skill.*'juggle'"):
+        perception_example(np.random.default_rng(0), ShapesConfig(), mix={"juggle": 1.0})
+    with pytest.raises(ValueError, match="positive sum"):
+        perception_example(np.random.default_rng(0), ShapesConfig(), mix={"attribute": 0.0})

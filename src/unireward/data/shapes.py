@@ -662,30 +662,129 @@ def _p_video_quality(
     return PerceptionExample([frames], question, _VIDEO_QUALITY[defect])
 
 
-# (weight, maker): images dominate because three of the four judge tasks' items are images.
-_PERCEPTION_MIX = (
-    (0.2, _p_describe_image),
-    (0.2, _p_attribute),
-    (0.1, _p_image_quality),
-    (0.15, _p_two_images),
-    (0.15, _p_describe_video),
-    (0.1, _p_motion),
-    (0.1, _p_video_quality),
-)
+def _one_off(rng: np.random.Generator, scene: Scene, combos: Combos, video: bool) -> Scene:
+    """`scene` with exactly one attribute changed (a near miss), the result still in `combos`
+    (so held-out combos never show up as distractors in training)."""
+
+    def feasible(attr: str) -> bool:
+        if attr == "colour":
+            return any(s == scene.shape and c != scene.colour for c, s in combos)
+        if attr == "shape":
+            return any(c == scene.colour and s != scene.shape for c, s in combos)
+        return True
+
+    attr = _pick(rng, [a for a in _attributes(video) if feasible(a)])
+    return _replace(scene, **_perturb(scene, [attr], rng, combos))
+
+
+def _verify(video: bool):
+    """Yes / no: "Does the image (video) show <caption>?"; a miss differs in one attribute."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        scene = _target(rng, combos, video=video)
+        match = bool(rng.random() < 0.5)
+        shown = scene if match else _one_off(rng, scene, combos, video)
+        noun = "video" if video else "image"
+        return PerceptionExample(
+            [_render(shown, config, rng)],
+            f"Does the {noun} show {describe(scene)}?",
+            "yes" if match else "no",
+        )
+
+    return make
+
+
+def _which(video: bool):
+    """Two items, one matching the caption: "Which image/video shows <caption>?" -> image 1/2."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        target = _target(rng, combos, video=video)
+        scenes = [target, _one_off(rng, target, combos, video)]
+        which = int(rng.integers(2))
+        if which:
+            scenes.reverse()
+        noun = "video" if video else "image"
+        return PerceptionExample(
+            [_render(s, config, rng) for s in scenes],
+            f"Which {noun} shows {describe(target)}?",
+            f"{noun} {which + 1}",
+        )
+
+    return make
+
+
+def _p_check_answer(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    """A question about the image, a claimed answer, "Is that right?" -> yes / no."""
+    scene = _target(rng, combos, video=False)
+    attr = _pick(rng, tuple(_ATTRIBUTE_QUESTIONS))
+    right = bool(rng.random() < 0.5)
+    claimed = scene if right else _replace(scene, **_perturb(scene, [attr], rng, ALL_COMBOS))
+    question = _ATTRIBUTE_QUESTIONS[attr].format(where="" if attr != "shape" else " it")
+    return PerceptionExample(
+        [[render_image(scene, config.image_size, rng)]],
+        f"Question: {question} Answer: {getattr(claimed, attr)}. Is the answer right?",
+        "yes" if right else "no",
+    )
+
+
+# Every perception skill by name; `mix` weights (pretrain_base config) pick among them.
+PERCEPTION_MAKERS: dict[str, Callable[..., PerceptionExample]] = {
+    "describe_image": _p_describe_image,
+    "attribute": _p_attribute,
+    "image_quality": _p_image_quality,
+    "two_images": _p_two_images,
+    "describe_video": _p_describe_video,
+    "motion": _p_motion,
+    "video_quality": _p_video_quality,
+    "verify_image": _verify(video=False),
+    "verify_video": _verify(video=True),
+    "which_image": _which(video=False),
+    "which_video": _which(video=True),
+    "check_answer": _p_check_answer,
+}
+
+# Images dominate because three of the four judge tasks' items are images. The default is the
+# describe / attribute curriculum; grounding skills (verify, which, check_answer) are opt-in.
+DEFAULT_PERCEPTION_MIX: dict[str, float] = {
+    "describe_image": 0.2,
+    "attribute": 0.2,
+    "image_quality": 0.1,
+    "two_images": 0.15,
+    "describe_video": 0.15,
+    "motion": 0.1,
+    "video_quality": 0.1,
+}
+
+
+def check_mix(mix: dict[str, float]) -> None:
+    unknown = sorted(set(mix) - set(PERCEPTION_MAKERS))
+    if unknown:
+        raise ValueError(
+            f"unknown perception skill(s) {unknown}; valid: {sorted(PERCEPTION_MAKERS)}"
+        )
+    if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise ValueError(f"perception mix weights must be >= 0 with a positive sum, got {mix}")
 
 
 def perception_example(
     rng: np.random.Generator,
     config: ShapesConfig,
     combos: Sequence[tuple[str, str]] | None = None,
+    mix: dict[str, float] | None = None,
 ) -> PerceptionExample:
-    """One random perception question with its answer; seen (colour, shape) combos by default."""
+    """One random perception question with its answer; seen (colour, shape) combos and the
+    default skill mix unless given."""
     combos = SEEN_COMBOS if combos is None else tuple(combos)
     if not combos:
         raise ValueError("perception_example needs at least one (colour, shape) combo")
     for colour, shape in combos:
         _check_name("colour", colour, COLOURS)
         _check_name("shape", shape, SHAPES)
-    weights = np.array([w for w, _ in _PERCEPTION_MIX])
-    maker = _PERCEPTION_MIX[int(rng.choice(len(weights), p=weights / weights.sum()))][1]
+    mix = mix or DEFAULT_PERCEPTION_MIX
+    check_mix(mix)
+    names = list(mix)  # insertion order: the default mix draws exactly as it always has
+    weights = np.array([mix[n] for n in names], dtype=float)
+    maker = PERCEPTION_MAKERS[names[int(rng.choice(len(names), p=weights / weights.sum()))]]
     return maker(rng, config, combos)

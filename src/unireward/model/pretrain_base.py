@@ -55,8 +55,15 @@ class PretrainBaseConfig:
     )
     train: TrainParams = field(default_factory=_default_train)
     eval_examples: int = 400  # per split (seen / unseen combos), for the perception report
+    # Perception skills and their weights (shapes.PERCEPTION_MAKERS); empty = the default mix.
+    mix: dict[str, float] = field(default_factory=dict)
+    # Continue from this checkpoint (its tokenizer and weights) instead of a random model: a
+    # later curriculum phase. Empty = build the tokenizer and a random model.
+    init_from: str = ""
 
     def __post_init__(self) -> None:
+        if self.mix:
+            shapes.check_mix(self.mix)
         if self.model.image_size != self.shapes.image_size:
             raise ValueError(
                 f"model.image_size {self.model.image_size} != shapes.image_size "
@@ -147,6 +154,11 @@ def question_kind(question: str) -> str:
     """Which perception skill a question tests (for the per-attribute report)."""
     q = question.lower()
     for prefix, kind in (
+        ("question:", "check_answer"),
+        ("does the image", "verify_image"),
+        ("does the video", "verify_video"),
+        ("which image shows", "which_image"),
+        ("which video shows", "which_video"),
         ("what colour", "colour"),
         ("what shape", "shape"),
         ("where is", "position"),
@@ -162,12 +174,14 @@ def question_kind(question: str) -> str:
     raise ValueError(f"no perception kind for question {question!r}")
 
 
-def perception_accuracy(model, processor, cfg: shapes.ShapesConfig, n: int, combos, seed: int):
+def perception_accuracy(
+    model, processor, cfg: shapes.ShapesConfig, n: int, combos, seed: int, mix=None
+):
     """Exact-match accuracy per question kind on `n` fresh examples from `combos`."""
     from unireward.judge.infer import generate_texts
 
     rng = np.random.default_rng(seed)
-    examples = [shapes.perception_example(rng, cfg, combos) for _ in range(n)]
+    examples = [shapes.perception_example(rng, cfg, combos, mix) for _ in range(n)]
     prompts = [(e["prompt"], e["images"]) for e in map(perception_to_example, examples)]
     answers = generate_texts(model, processor, prompts, max_new_tokens=12, batch_size=32)
     hits: dict[str, list[bool]] = defaultdict(list)
@@ -183,17 +197,20 @@ def perception_accuracy(model, processor, cfg: shapes.ShapesConfig, n: int, comb
 
 def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
     """Build tokenizer + tiny model, train perception, measure it, save to `output_dir`."""
-    from unireward.model.tiny import save_checkpoint
+    from unireward.model.tiny import load_checkpoint, save_checkpoint
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(tokenizer_corpus(config.shapes), config.model.vocab_size)
-    processor = build_processor(tokenizer, config.model.image_size, config.model.family)
-    model = build_model(config.model, tokenizer)
+    if config.init_from:
+        model, processor = load_checkpoint(Path(config.init_from))
+    else:
+        tokenizer = train_tokenizer(tokenizer_corpus(config.shapes), config.model.vocab_size)
+        processor = build_processor(tokenizer, config.model.image_size, config.model.family)
+        model = build_model(config.model, tokenizer)
 
     def make(i: int) -> dict[str, Any]:
         rng = np.random.default_rng([config.train.seed, i])
-        return perception_to_example(shapes.perception_example(rng, config.shapes))
+        return perception_to_example(shapes.perception_example(rng, config.shapes, mix=config.mix))
 
     stream = example_stream(make, shards=max(1, config.train.dataloader_workers))
     outcome = train_sft(model, processor, stream, config.train, output_dir)
@@ -205,7 +222,7 @@ def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
             ("unseen", shapes.UNSEEN_COMBOS, 10_002),
         ):
             acc = perception_accuracy(
-                model, processor, config.shapes, config.eval_examples, combos, seed
+                model, processor, config.shapes, config.eval_examples, combos, seed, config.mix
             )
             perception.update({f"{split}/{k}": v for k, v in acc.items()})
     model.to("cpu")
