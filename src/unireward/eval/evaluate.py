@@ -45,7 +45,7 @@ class EvaluateConfig:
     max_new_tokens: int = 12
     swap_seed: int = 0
     max_per_task_mode: int = 0  # 0 = every record of the split
-    threads: int = 2
+    threads: int = 1  # see TrainParams.threads
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
