@@ -13,6 +13,7 @@ all stages share:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -109,6 +110,22 @@ def example_stream(make: Callable[[int], dict[str, Any]], shards: int = 1):
     return IterableDataset.from_generator(gen, gen_kwargs={"shard_ids": list(range(shards))})
 
 
+def restore_weights(model, checkpoint: Path) -> None:
+    """Load every weight of `checkpoint` into `model`, strictly.
+
+    Trainer's own resume loads the checkpoint's safetensors as a raw state dict, but transformers
+    5 saves Qwen-VL's vision tower under its original key names (`visual.*`, not
+    `model.visual.*`), so the Trainer silently leaves the vision tower as it was (measured:
+    every vision weight missing, the resumed run training a reset tower). Loading through
+    `from_pretrained` applies the key mapping; the Trainer's later partial load then only
+    rewrites the language-model weights with the same values.
+    """
+    saved = type(model).from_pretrained(
+        checkpoint, trust_remote_code=False, use_safetensors=True, dtype="float32"
+    )
+    model.load_state_dict(saved.state_dict(), strict=True)
+
+
 def train_sft(
     model,
     processor,
@@ -161,6 +178,16 @@ def train_sft(
         callbacks=callbacks,
     )
     resume = latest_checkpoint(output_dir)
+    if resume is not None:
+        restore_weights(model, resume)
+        state = json.loads((resume / "trainer_state.json").read_text())
+        if state["global_step"] >= params.max_steps:
+            # Nothing left to train. (Trainer.train would still run one more step.)
+            return TrainOutcome(
+                global_step=state["global_step"],
+                resumed_from=str(resume),
+                log_history=state["log_history"],
+            )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return TrainOutcome(
