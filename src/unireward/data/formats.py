@@ -622,7 +622,7 @@ def read_source(
     base = root if root.is_dir() else root.parent
     files = data_files(root) if root.is_dir() else [root]
     if not files:
-        raise ValueError(
+        raise FileNotFoundError(
             f"{root} holds no data files ({', '.join(DATA_SUFFIXES)}) and no {RECORDS_FILE}"
         )
     media = MediaWriter(base, output_dir, frames)

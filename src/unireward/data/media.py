@@ -76,7 +76,7 @@ def sample_frames(path: Path, n: int = VIDEO_FRAMES) -> list[Any]:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise MediaError(f"video undecodable: {path.name!r} has no video stream")
+                raise MediaError(f"video empty: {path.name!r} has no video stream (0 frames)")
             total = 0
             for packet in container.demux(video=0):
                 total += packet.size > 0  # the flush packet at the end has size 0
