@@ -99,7 +99,7 @@ def download_dvc(path: str, dest: Path, repo: str | None, rev: str | None) -> di
         else:
             dest.mkdir(parents=True, exist_ok=True)
             fs.get_file(path, str(dest / Path(path).name))
-        resolved = fs.repo.scm.get_rev() if rev is not None else None
+        resolved = fs.repo.scm.resolve_rev(rev) if rev is not None else None
     finally:
         fs.close()
     return {"dvc_repo": repo or ".", "dvc_rev_requested": rev, "dvc_rev_resolved": resolved}
