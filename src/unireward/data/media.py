@@ -35,19 +35,27 @@ class MediaError(ValueError):
     """A media reference that cannot be used; the message is the quarantine reason."""
 
 
-def unsafe_path_reason(root: Path, rel: str) -> str | None:
-    """Why `rel` may not be used as a path inside `root`, or None when it resolves inside."""
+def resolve_inside(root: Path, rel: str) -> tuple[Path | None, str | None]:
+    """(`root/rel` resolved, None) when it stays inside `root`, else (None, why not).
+
+    One `resolve_media` call (a realpath: a syscall per path component, the main cost of
+    ingesting many small files) per path.
+    """
     if "\x00" in rel:
-        return f"media path invalid: {rel!r} contains a NUL character"
+        return None, f"media path invalid: {rel!r} contains a NUL character"
     try:
-        resolve_media(root, rel)
+        return resolve_media(root, rel), None
     except ValueError:
         if Path(rel).is_absolute():
-            return f"media path absolute: {rel!r}; paths must be relative to the dataset root"
+            return None, f"media path absolute: {rel!r}; paths must be relative to the dataset root"
         if os.path.normpath(rel).split(os.sep)[0] == "..":
-            return f"media path escapes root: {rel!r} climbs out of the dataset with '..'"
-        return f"media symlink out of root: {rel!r} resolves outside the dataset"
-    return None
+            return None, f"media path escapes root: {rel!r} climbs out of the dataset with '..'"
+        return None, f"media symlink out of root: {rel!r} resolves outside the dataset"
+
+
+def unsafe_path_reason(root: Path, rel: str) -> str | None:
+    """Why `rel` may not be used as a path inside `root`, or None when it resolves inside."""
+    return resolve_inside(root, rel)[1]
 
 
 def uniform_indices(n_total: int, n: int = VIDEO_FRAMES) -> list[int]:
@@ -121,17 +129,16 @@ class MediaWriter:
     root: Path
     out: Path
     frames: int = VIDEO_FRAMES
-    _done: dict[str, str] = field(default_factory=dict)  # source rel -> output rel
+    _done: dict[str, str] = field(default_factory=dict)  # source ref -> output rel
     _videos: dict[str, list[str]] = field(default_factory=dict)  # source rel -> frame rels
 
     def source_path(self, rel: Any) -> tuple[str, Path]:
         """(normalised rel, absolute path) of a file inside the source root, else MediaError."""
         if not isinstance(rel, str) or not rel:
             raise MediaError(f"media reference invalid: {rel!r:.80} is not a path")
-        why = unsafe_path_reason(self.root, rel)
-        if why is not None:
-            raise MediaError(why)
-        path = resolve_media(self.root, rel)
+        path, why = resolve_inside(self.root, rel)
+        if path is None:
+            raise MediaError(str(why))
         if not path.exists():
             raise MediaError(f"media missing: {rel!r} not found under the dataset root")
         if not path.is_file():
@@ -147,13 +154,15 @@ class MediaWriter:
             if data is not None and not isinstance(data, bytes | bytearray):
                 raise MediaError(f"media bytes invalid: {type(data).__name__}, expected bytes")
             value = value.get("path")
+        if isinstance(value, str) and value in self._done:  # seen: already checked and copied
+            return self._done[value]
         rel, path = self.source_path(value)
-        if rel not in self._done:
+        if not (self.out / rel).exists():  # "a/./x.png" and "a/x.png" are one file
             from unireward.data.ingest import link_or_copy  # ingest imports this module
 
             link_or_copy(path, self.out / rel)
-            self._done[rel] = rel
-        return self._done[rel]
+        self._done[value] = rel
+        return rel
 
     def _blob(self, data: bytes) -> str:
         ext = next((e for magic, e in _MAGIC if data.startswith(magic)), ".img")

@@ -37,6 +37,7 @@ import io
 import json
 import math
 import os
+import stat
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -59,9 +60,8 @@ from unireward.data.ingest import (
     media_paths,
     prepare_output_dir,
 )
-from unireward.data.media import unsafe_path_reason
+from unireward.data.media import resolve_inside
 from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
-from unireward.judge.examples import resolve_media
 from unireward.tasks import SCORE_RANGE, TIE_ANSWERS, Mode, Task
 
 QUARANTINE_FILE = "quarantine.parquet"
@@ -180,15 +180,16 @@ class MediaFacts:
 
 def probe_media(root: Path, rel: str, config: ValidateConfig) -> MediaFacts:
     """Read media path `rel` once: safety, size, sha256, header size, then a full decode."""
-    unsafe = unsafe_path_reason(root, rel)
-    if unsafe is not None:
+    path, unsafe = resolve_inside(root, rel)
+    if path is None:
         return MediaFacts(rel, unsafe=unsafe)
-    path = resolve_media(root, rel)
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return MediaFacts(rel, unsafe=f"media missing: {rel!r} not found under the dataset root")
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         return MediaFacts(rel, unsafe=f"media not a file: {rel!r}")
-    size = path.stat().st_size
+    size = st.st_size
     if size == 0 or size > config.max_file_bytes:
         return MediaFacts(rel, bytes=size)  # not read: the media suite rejects the size
     data = path.read_bytes()
