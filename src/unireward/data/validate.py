@@ -315,9 +315,10 @@ def _preferred_second(r: Record) -> float | None:
     if task is None or r.mode != Mode.PAIRWISE or r.label is None:
         return None
     try:
-        return float(label_to_preferred(task, r.label))
+        preferred = label_to_preferred(task, r.label)  # 1 first, 2 second, 0 tie
     except ValueError:
-        return None  # a tie or an invalid label (the label expectation says so)
+        return None  # an invalid label (the label expectation says so)
+    return None if preferred == 0 else float(preferred == 2)
 
 
 def _normalise_prompt(prompt: str) -> str:
