@@ -211,6 +211,23 @@ SHAREGPT = [  # a second file, another format: one good record, one with misalig
     },
 ]
 SHAREGPT_BAD = {"sg-tags": "placeholders: 2 <image> tag(s) in the user message but 1 entr(ies)"}
+GENAI = [  # a third file, a benchmark layout: one good record, one whose prompt is a number
+    {
+        "id": "gb-good",
+        "prompt": "a red square",
+        "left_image": "m/red.png",
+        "right_image": "m/green.png",
+        "vote_type": "leftvote",
+    },
+    {
+        "id": "gb-number",
+        "prompt": 5,
+        "left_image": "m/red.png",
+        "right_image": "m/green.png",
+        "vote_type": "leftvote",
+    },
+]
+GENAI_BAD = {"gb-number": "field type: prompt is int, expected text"}
 
 
 def _line(value: object) -> bytes:
@@ -227,6 +244,7 @@ def corpus(tmp_path_factory):
     lines += [_line(v) for _, v, _ in CASES[2:]]
     (src / "data.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (src / "sharegpt.jsonl").write_text("\n".join(json.dumps(r) for r in SHAREGPT) + "\n")
+    (src / "genai.json").write_text(json.dumps(GENAI))
     ing = ingest.run(ingest.IngestConfig(source=str(src), tracking_uri="null"), base / "ds")
     config = validate.ValidateConfig(max_bad_fraction=1.0, max_file_bytes=200_000)
     result = validate.run(config, base / "ds", base / "valid")
@@ -236,10 +254,13 @@ def corpus(tmp_path_factory):
 
 def test_corpus_has_at_least_25_kinds():
     assert len({reason.split(":")[0] for _, _, reason in CASES}) >= 18
-    assert len(CASES) + len(SHAREGPT_BAD) >= 25
+    assert len(CASES) + len(SHAREGPT_BAD) + len(GENAI_BAD) >= 25
 
 
-@pytest.mark.parametrize("rid,reason", [(c[0], c[2]) for c in CASES] + list(SHAREGPT_BAD.items()))
+@pytest.mark.parametrize(
+    "rid,reason",
+    [(c[0], c[2]) for c in CASES] + list(SHAREGPT_BAD.items()) + list(GENAI_BAD.items()),
+)
 def test_each_bad_record_is_quarantined_with_its_reason(corpus, rid, reason):
     _, _, quarantine, _ = corpus
     rows = [q for q in quarantine if q["id"] == rid]
@@ -249,14 +270,16 @@ def test_each_bad_record_is_quarantined_with_its_reason(corpus, rid, reason):
 
 def test_nothing_is_lost_and_good_rows_stay_valid(corpus):
     ing, result, quarantine, valid = corpus
-    n_in = len(CASES) + len(GOOD_ROWS) + len(SHAREGPT)
+    n_in = len(CASES) + len(GOOD_ROWS) + len(SHAREGPT) + len(GENAI)
     assert ing.lineage["rows_in"] == ing.lineage["rows_out"] == n_in
     assert ing.lineage["rows_unreadable"] > 0
     assert result.n_in == n_in == result.n_valid + result.n_quarantined
-    assert sorted(r.id for r in valid) == ["good-1", "good-2", "good-3", "sg-good"]
-    assert result.n_quarantined == len(CASES) + len(SHAREGPT_BAD) == len(quarantine)
+    assert sorted(r.id for r in valid) == ["gb-good", "good-1", "good-2", "good-3", "sg-good"]
+    n_bad = len(CASES) + len(SHAREGPT_BAD) + len(GENAI_BAD)
+    assert result.n_quarantined == n_bad == len(quarantine)
     assert ing.lineage["files"] == {
         "data.jsonl": {"format": "llava", "records": len(CASES) + len(GOOD_ROWS)},
+        "genai.json": {"format": "genai_bench_image", "records": 2},
         "sharegpt.jsonl": {"format": "sharegpt", "records": 2},
     }
 

@@ -31,7 +31,7 @@ from unireward.tasks import Task
 def shapes(tmp_path_factory) -> Path:
     """Enough pairwise rows (>= min_pairs_for_balance) for the balance to be judged."""
     root = tmp_path_factory.mktemp("shapes") / "ds"
-    cfg = ShapesConfig(seed=5, frames=4, train_per_task_mode=16, eval_per_task_mode=4)
+    cfg = ShapesConfig(seed=5, frames=4, train_per_task_mode=14, eval_per_task_mode=2)
     generate(cfg, root)
     return root
 

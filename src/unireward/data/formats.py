@@ -539,6 +539,22 @@ def _check_text(record: Record) -> Record:
     return Record(**{**record.__dict__, **changes})
 
 
+def _field_type_error(r: Record) -> str | None:
+    """A field whose value parquet's canonical schema cannot hold (e.g. a numeric prompt)."""
+    for name in ("prompt", "split"):
+        if not isinstance(getattr(r, name), str):
+            return f"field type: {name} is {type(getattr(r, name)).__name__}, expected text"
+    for name in ("label", "cot"):
+        value = getattr(r, name)
+        if value is not None and not isinstance(value, str):
+            return f"field type: {name} is {type(value).__name__}, expected text or null"
+    if not all(isinstance(s, str) for s in r.responses):
+        return f"field type: responses must be text, got {r.responses!r:.60}"
+    if r.score is not None and (isinstance(r.score, bool) or not isinstance(r.score, float)):
+        return f"field type: score is {type(r.score).__name__}, expected a number or null"
+    return None
+
+
 def _error_row(raw: Raw, ctx: _Ctx, reason: str, record_id: str) -> Record:
     text = raw.value if isinstance(raw.value, str) else repr(raw.value)
     if isinstance(raw.value, bytes):
@@ -590,6 +606,9 @@ def normalise(raw: Raw, fmt: str, ctx: _Ctx) -> Record:
     except (ValueError, TypeError, KeyError, AttributeError) as err:  # a field of the wrong kind
         reason = f"malformed record: {type(err).__name__}: {err}"
         return _check_text(_error_row(raw, ctx, reason, rid))
+    wrong = _field_type_error(record)
+    if wrong is not None:
+        return _check_text(_error_row(raw, ctx, wrong, rid))
     meta = {**json.loads(record.meta), "origin": raw.origin}
     score = record.score
     if score is not None and isinstance(score, float) and math.isnan(score):
