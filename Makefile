@@ -19,18 +19,18 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help venv test test-all lint pipeline-run compile pretrain-base mlflow-ui
+.PHONY: help venv test test-all lint pipeline-run compile pretrain-base mlflow-ui bench-ingest
 
 help:
 	@echo "make venv | test | test-all | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
-	@echo "     pretrain-base | mlflow-ui"
+	@echo "     pretrain-base | mlflow-ui | bench-ingest"
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,data,dev]'
 	@touch $@
 
 test: venv
@@ -54,3 +54,7 @@ pretrain-base: venv
 
 mlflow-ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# Data plane benchmark: ingest + validate vs a naive decode loop (bench/ingest_bench.py).
+bench-ingest: venv
+	$(BIN)/python bench/ingest_bench.py --records 10000 --repeats 3

@@ -11,7 +11,13 @@ from components.images import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE)
 def ingest(config: dict, dataset: Output[Dataset]):
-    """`dataset` is a directory: records.parquet, media/ and lineage.json."""
+    """`dataset` is a directory: records.parquet, media/ and lineage.json.
+
+    `config` is the params.yaml `ingest` section: `source` may be s3://... (credentials and
+    endpoint from the pod's AWS variables) or dvc://path with `dvc_repo` and `dvc_rev` (the DVC
+    rev is a pipeline parameter through this dict). The lineage's scalars (source, resolved
+    DVC rev, content hash, rows in / out) become the artifact's metadata.
+    """
     from pathlib import Path
 
     from unireward.cli import summary
@@ -21,3 +27,7 @@ def ingest(config: dict, dataset: Output[Dataset]):
     cfg = from_dict(stage.IngestConfig, config, where="ingest")
     result = stage.run(cfg, Path(dataset.path))
     dataset.metadata.update({k: v for k, v in summary(result).items() if k != "output_dir"})
+    scalar = (str, int, float, bool)
+    dataset.metadata.update(
+        {f"lineage.{k}": v for k, v in result.lineage.items() if isinstance(v, scalar)}
+    )

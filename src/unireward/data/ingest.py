@@ -3,20 +3,23 @@
     unireward ingest --output-dir runs/ingest
 
 Output (`output_dir/`): `records.parquet` in the canonical schema (`unireward.data.schema`), the
-media it references at the same relative paths, and `lineage.json`: the source URI, the DVC rev
-(None until the data-plane issue), a sha256 content hash over records.parquet and every media
-file, counts per split / task / mode, rows in / out and, for the shapes world, the generator
-config. The lineage is also logged to MLflow (params, metrics, `lineage.json` as an artifact).
+media it references, and `lineage.json`: the source URI, the DVC rev (requested and resolved),
+a sha256 content hash over records.parquet and every media file, counts per split / task /
+mode, rows in / out, and the generator config (shapes world) or the files and formats read.
+The lineage is also logged to MLflow (params, metrics, `lineage.json` as an artifact).
 
 Sources are picked by URI scheme from the literal dict `SOURCES`:
 
 - `shapes://` generates the synthetic shapes world from `IngestConfig.shapes`;
-- a local directory (or `file://` URI) holding a canonical dataset (records.parquet + media).
+- a local directory or file (or `file://` URI): a canonical dataset (records.parquet + media),
+  or data files in a published format (`unireward.data.formats`, `IngestConfig.format`);
+- `s3://bucket/prefix`: downloaded with boto3 (`unireward.data.remote`), then read as local;
+- `dvc://path/in/repo`: a DVC-tracked path of `IngestConfig.dvc_repo` at `dvc_rev`.
 
-`s3://`, DVC path@rev and the published formats (UnifiedReward/LLaVA JSON, ShareGPT, GRPO
-records, HF parquet, benchmarks) come with the data-plane issue as more entries of `SOURCES`.
-Ingest normalises and copies; it does not judge rows (that is `validate`), so a record whose
-media is missing or unsafe is kept as is and the file is listed under `media_skipped`.
+Ingest normalises and copies; it does not judge rows (that is `validate`). Every source record
+becomes one row: a record that cannot be read becomes a row whose meta holds `ingest_error`,
+which validate quarantines with that reason. A canonical record whose media is missing or unsafe
+is kept as is and the file is listed under `media_skipped`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from unireward.config import to_dict
-from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records
+from unireward.data import formats, remote
+from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
 from unireward.data.shapes import ShapesConfig, generate
 from unireward.judge.examples import resolve_media
 from unireward.tracking import Tracker, make_tracker
@@ -49,8 +54,14 @@ _SKIPPED_EXAMPLES = 20  # lineage lists this many skipped media paths; the count
 
 @dataclass(frozen=True)
 class IngestConfig:
-    source: str = "shapes://"  # "shapes://" or a local canonical dataset directory / file:// URI
+    source: str = "shapes://"  # shapes://, a local path / file://, s3://bucket/prefix, dvc://path
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
+    format: str = "auto"  # "auto", "canonical" or a key of unireward.data.formats.FORMATS
+    split: str = "train"  # split of source records that name none
+    video_frames: int = 8  # frames sampled per video file (the judge contract: 8)
+    dvc_repo: str | None = None  # dvc:// sources: repo path or Git URL (None = this repo)
+    dvc_rev: str | None = None  # dvc:// sources: branch / tag / commit (None = workspace)
+    s3_max_attempts: int = 5  # s3:// sources: tries per request (botocore standard backoff)
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -61,6 +72,18 @@ class IngestConfig:
             raise ValueError(f"ingest.shapes must be a ShapesConfig mapping, got {self.shapes!r}")
         if not isinstance(self.experiment, str) or not self.experiment.strip():
             raise ValueError("ingest.experiment must be a non-empty MLflow experiment name")
+        if self.format != "canonical":
+            formats.check_format(self.format)
+        if not isinstance(self.split, str) or not self.split.strip():
+            raise ValueError(f"ingest.split must be a non-empty string, got {self.split!r}")
+        for name in ("video_frames", "s3_max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ingest.{name} must be an integer >= 1, got {value!r}")
+        for name in ("dvc_repo", "dvc_rev"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"ingest.{name} must be null or a non-empty string")
         split_source(self.source)  # unknown schemes fail here, before any work
 
 
@@ -96,23 +119,63 @@ def _read_shapes(config: IngestConfig, location: str, output_dir: Path) -> _Inge
 
 def _read_local(config: IngestConfig, location: str, output_dir: Path) -> _Ingested:
     root = Path(location)  # checked by _check_local_root before output_dir was cleared
+    return _read_path(config, root, output_dir, config.source)
+
+
+def _read_path(config: IngestConfig, root: Path, output_dir: Path, uri: str) -> _Ingested:
+    """A canonical dataset directory, or data files in a published format."""
+    canonical = root.is_dir() and (root / RECORDS_FILE).is_file()
+    if config.format == "canonical" or (config.format == "auto" and canonical):
+        return _read_canonical(root, output_dir)
+    records, extra = formats.read_source(
+        root, output_dir, config.format, uri, config.split, config.video_frames
+    )
+    write_records(records, output_dir)
+    unreadable = sum(1 for r in records if "ingest_error" in json.loads(r.meta))
+    return _Ingested(records, {**extra, "rows_unreadable": unreadable})
+
+
+def _read_canonical(root: Path, output_dir: Path) -> _Ingested:
     try:
         records = read_records(root)
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{root} holds no {RECORDS_FILE}: a local source must be a canonical dataset "
-            f"(records.parquet + media, see unireward/data/schema.py); readers for the published "
-            f"formats come with the data-plane issue"
+            f"{root} holds no {RECORDS_FILE}: a canonical dataset is records.parquet + media "
+            f"(see unireward/data/schema.py); for a published format set ingest.format"
         ) from None
     _copy_table(root / RECORDS_FILE, output_dir / RECORDS_FILE)
     linked, copied, skipped = copy_media(root, output_dir, media_paths(records))
     extra = {
+        "format": "canonical",
         "media_linked": linked,
         "media_copied": copied,
         "media_skipped": len(skipped),
         "media_skipped_examples": skipped[:_SKIPPED_EXAMPLES],
     }
     return _Ingested(records, extra)
+
+
+def _read_s3(config: IngestConfig, location: str, output_dir: Path) -> _Ingested:
+    with tempfile.TemporaryDirectory(prefix="unireward-s3-") as tmp:
+        staged = Path(tmp) / "source"
+        facts = remote.download_s3(location, staged, config.s3_max_attempts)
+        root = next(staged.iterdir()) if _single_file(staged) else staged
+        ingested = _read_path(config, root, output_dir, config.source)
+    return _Ingested(ingested.records, {**ingested.extra, **facts})
+
+
+def _read_dvc(config: IngestConfig, location: str, output_dir: Path) -> _Ingested:
+    with tempfile.TemporaryDirectory(prefix="unireward-dvc-") as tmp:
+        staged = Path(tmp) / "source"
+        facts = remote.download_dvc(location, staged, config.dvc_repo, config.dvc_rev)
+        root = next(staged.iterdir()) if _single_file(staged) else staged
+        ingested = _read_path(config, root, output_dir, config.source)
+    return _Ingested(ingested.records, {**ingested.extra, **facts})
+
+
+def _single_file(staged: Path) -> bool:
+    entries = list(staged.iterdir())
+    return len(entries) == 1 and entries[0].is_file()
 
 
 def _copy_table(src: Path, dst: Path) -> None:
@@ -131,8 +194,6 @@ def _copy_table(src: Path, dst: Path) -> None:
 def _check_local_root(root: Path, output_dir: Path) -> None:
     if not root.exists():
         raise FileNotFoundError(f"ingest source directory {root} does not exist")
-    if not root.is_dir():
-        raise NotADirectoryError(f"ingest source {root} is not a directory (a canonical dataset)")
     check_disjoint(root, output_dir)
 
 
@@ -143,8 +204,13 @@ def check_disjoint(source: Path, output_dir: Path) -> None:
         raise ValueError(f"source {source} and output directory {output_dir} must not overlap")
 
 
-# Scheme -> reader. Scheme-less sources are local paths ("file"). Add s3 / dvc here.
-SOURCES: dict[str, Reader] = {"shapes": _read_shapes, "file": _read_local}
+# Scheme -> reader. Scheme-less sources are local paths ("file").
+SOURCES: dict[str, Reader] = {
+    "shapes": _read_shapes,
+    "file": _read_local,
+    "s3": _read_s3,
+    "dvc": _read_dvc,
+}
 
 
 def split_source(source: str) -> tuple[str, str]:
@@ -155,7 +221,7 @@ def split_source(source: str) -> tuple[str, str]:
         supported = ", ".join(f"{s}://" for s in SOURCES)
         raise ValueError(
             f"unsupported ingest source {source!r}: scheme {scheme!r} is not one of {supported} "
-            f"(or a bare local path); s3:// and DVC sources come with the data-plane issue"
+            f"(or a bare local path)"
         )
     return scheme, location
 
@@ -275,7 +341,7 @@ def _lineage(
         "stage": "ingest",
         "source": config.source,
         "scheme": scheme,
-        "dvc_rev": None,
+        "dvc_rev": ingested.extra.get("dvc_rev_resolved", config.dvc_rev),
         "content_hash": content_hash(output_dir),
         "rows_in": rows_in,
         "rows_out": rows_out,
@@ -293,9 +359,11 @@ def _log(tracker: Tracker, config: IngestConfig, lineage: Mapping[str, Any], pat
                 **to_dict(config),
                 "content_hash": lineage["content_hash"],
                 "scheme": lineage["scheme"],
+                "dvc_rev_resolved": lineage["dvc_rev"],
             }
         )
         metrics = {"rows_in": lineage["rows_in"], "rows_out": lineage["rows_out"]}
+        metrics["rows_unreadable"] = lineage.get("rows_unreadable", 0)
         metrics["media_files"] = lineage["media_files"]
         for kind in ("split", "task", "mode"):
             metrics.update({f"rows.{kind}.{k}": v for k, v in lineage["counts"][kind].items()})
