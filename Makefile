@@ -30,7 +30,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,prod,dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,server,infra,dev]'
 	@touch $@
 
 test: venv
