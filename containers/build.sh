@@ -16,6 +16,8 @@ BASE_IMAGE=${BASE_IMAGE:-localhost/unireward/debian-base:bookworm}
 IMAGE=${IMAGE:-localhost/unireward/cpu}
 WHEELS_DIR=${WHEELS_DIR:-$( [ -d /opt/wheels ] && echo /opt/wheels || true )}
 PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL:-}
+# pip inside the build must trust what the host trusts (HTTPS may be intercepted here).
+CA_BUNDLE=${CA_BUNDLE:-$( [ -f /etc/ssl/certs/ca-certificates.crt ] && echo /etc/ssl/certs/ca-certificates.crt || true )}
 REF=$(git rev-parse --short=12 HEAD)
 if [ -n "$(git status --porcelain -- src pyproject.toml requirements.lock)" ]; then
   echo "warning: uncommitted changes under src/ or in the lock are NOT in the image (commit $REF)"
@@ -34,8 +36,12 @@ build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VCS_REF=$REF"
 if [ -n "$WHEELS_DIR" ]; then
   build_args+=(--volume "$WHEELS_DIR:/wheels:ro" --build-arg "PIP_FIND_LINKS=/wheels")
 fi
+if [ -n "$CA_BUNDLE" ]; then
+  build_args+=(--volume "$CA_BUNDLE:/run/host-ca.crt:ro" --build-arg "PIP_CERT=/run/host-ca.crt")
+fi
 start=$(date +%s)
-podman build --isolation chroot --pull=never -f containers/Dockerfile.cpu "${build_args[@]}" \
+# --format docker: the OCI format drops SHELL (pipefail).
+podman build --format docker --isolation chroot --pull=never -f containers/Dockerfile.cpu "${build_args[@]}" \
   -t "$IMAGE:$REF" -t "$IMAGE:latest" "$CONTEXT"
 seconds=$(( $(date +%s) - start ))
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE:$REF")
