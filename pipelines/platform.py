@@ -23,6 +23,7 @@ from pathlib import Path
 from kfp import dsl, kubernetes
 
 GPU_STAGES = ("unified_sft", "evaluate")
+MLFLOW_CLIENT_LABEL = "unireward.io/mlflow-client"
 # Secret keys -> env names; the Secrets are made by infra/ (examples in infra/base/secrets).
 MLFLOW_SECRET_KEYS = {
     "MLFLOW_TRACKING_URI": "MLFLOW_TRACKING_URI",
@@ -112,6 +113,8 @@ def apply(task: dsl.PipelineTask, stage: str, deploy: DeployConfig) -> dsl.Pipel
     """Put `deploy`'s settings for `stage` on `task` (kfp.local ignores all of them)."""
     res: Resources = getattr(deploy.resources, stage)
     task.set_cpu_request(res.cpu).set_memory_request(res.memory).set_memory_limit(res.memory)
+    # infra/base/mlflow.yaml's NetworkPolicy admits only pods with this label.
+    kubernetes.add_pod_label(task, MLFLOW_CLIENT_LABEL, "true")
     kubernetes.use_secret_as_env(task, deploy.mlflow_secret, MLFLOW_SECRET_KEYS)
     kubernetes.use_secret_as_env(task, deploy.s3_secret, S3_SECRET_KEYS, optional=True)
     if res.gpus:

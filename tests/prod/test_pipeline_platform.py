@@ -103,6 +103,10 @@ def test_every_stage_has_its_requests_and_secrets(compiled):
             ),
             deploy.s3_secret: ({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, True),
         }, task
+        # infra/base/mlflow.yaml's NetworkPolicy lets only labelled pods in
+        assert executors[label[task]]["podMetadata"]["labels"] == {
+            "unireward.io/mlflow-client": "true"
+        }
 
 
 def test_tasks_run_on_the_pinned_images_and_install_nothing(compiled):
