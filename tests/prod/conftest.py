@@ -127,6 +127,24 @@ def process(cmd: list[str], log: Path, env: dict[str, str]) -> Iterator[subproce
             proc.wait()
 
 
+@pytest.fixture
+def aws_api(tmp_path: Path) -> Iterator[str]:
+    """A fresh moto_server on a free port standing in for the AWS APIs; yields its URL.
+
+    AWS-managed IAM policies (AmazonEKSClusterPolicy, ...) exist only when moto is asked to load
+    them (MOTO_IAM_LOAD_MANAGED_POLICIES), as infra/terraform attaches them.
+    """
+    port = free_port()
+    env = {**os.environ, **S3_ENV, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    log = tmp_path / "moto.log"
+    cmd = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with process(cmd, log, env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/moto-api/", proc, 30, log)
+        yield url
+        assert proc.poll() is None, f"moto_server died:\n{log.read_text()[-3000:]}"
+
+
 @pytest.fixture(scope="session")
 def s3_env() -> dict[str, str]:
     return dict(S3_ENV)
