@@ -7,14 +7,18 @@ resource "aws_iam_openid_connect_provider" "eks" {
 
 locals {
   oidc_host = replace(aws_iam_openid_connect_provider.eks.url, "https://", "")
-  # role -> (service account subject, buckets it may write)
+  # role -> (service account subjects, buckets it may write). The pipeline's account exists in
+  # the KFP namespace (pipeline runs) and in the unireward namespace (Trainer TrainJobs).
   irsa = {
     mlflow = {
-      subject = "system:serviceaccount:${var.namespace}:unireward-mlflow"
-      buckets = ["artifacts"]
+      subjects = ["system:serviceaccount:${var.namespace}:unireward-mlflow"]
+      buckets  = ["artifacts"]
     }
     pipeline = {
-      subject = "system:serviceaccount:${var.pipeline_namespace}:unireward-pipeline"
+      subjects = [
+        "system:serviceaccount:${var.pipeline_namespace}:unireward-pipeline",
+        "system:serviceaccount:${var.namespace}:unireward-pipeline",
+      ]
       buckets = ["data", "artifacts"]
     }
   }
@@ -31,7 +35,7 @@ data "aws_iam_policy_document" "irsa_assume" {
     condition {
       test     = "StringEquals"
       variable = "${local.oidc_host}:sub"
-      values   = [each.value.subject]
+      values   = each.value.subjects
     }
     condition {
       test     = "StringEquals"
