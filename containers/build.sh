@@ -23,6 +23,16 @@ if [ -n "$(git status --porcelain -- src pyproject.toml requirements.lock)" ]; t
   echo "warning: uncommitted changes under src/ or in the lock are NOT in the image (commit $REF)"
 fi
 
+# Tools: Debian packages (none is on the machine image); installed here when root with apt.
+missing=$(for t in podman buildah debootstrap; do command -v "$t" >/dev/null || echo "$t"; done)
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+  else
+    echo "error: missing $missing (apt-get install podman buildah debootstrap, as root)"; exit 1
+  fi
+fi
+
 case "$BASE_IMAGE" in
   localhost/unireward/debian-base:*) bash containers/base/debootstrap.sh "$BASE_IMAGE" ;;
 esac
