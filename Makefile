@@ -2,6 +2,11 @@
 #
 #   make test                       # fast tests (what CI runs: .ci/run)
 #   make pipeline-run PROFILE=quick # the whole pipeline on this machine (kfp.local)
+#   make pipeline-run KFP_HOST=https://kfp.example.com BASE_MODEL_URI=s3://b/models/base
+#                                   # ... compiled and submitted to Kubeflow Pipelines instead
+#   make pipeline-schedule KFP_HOST=... BASE_MODEL_URI=...   # recurring run (params: deploy)
+#   make images                     # CPU image with podman from a debootstrap base + smoke test
+#   make infra-check                # kustomize|kubernetes-validate, terraform fmt/validate, hadolint
 #   make help
 #
 # `make venv` builds .venv from pyproject.toml pinned by requirements.lock, and re-runs only when
@@ -18,19 +23,30 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
+export CHECKPOINT_DISABLE := 1
 
-.PHONY: help venv test test-all lint pipeline-run compile pretrain-base mlflow-ui bench-ingest
+# Remote runs (README "Deploy to a cluster"); empty KFP_HOST = run locally with kfp.local.
+KFP_HOST ?=
+BASE_MODEL_URI ?=
+# Terraform provider: a local mirror when there is one (offline machines), else the registry.
+TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
+OVERLAYS := local aws
+
+.PHONY: help venv test test-all lint pipeline-run pipeline-schedule compile pretrain-base mlflow-ui \
+	images infra-check infra-aws-env checkov bench-ingest
 
 help:
 	@echo "make venv | test | test-all | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
 	@echo "     pretrain-base | mlflow-ui | bench-ingest"
+	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
+	@echo "     images | infra-check | infra-aws-env | checkov"
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,data,dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,data,server,infra,dev]'
 	@touch $@
 
 test: venv
@@ -46,7 +62,50 @@ compile: venv
 	$(BIN)/python -m pipelines.compile --profile $(PROFILE) --output build/unireward-$(PROFILE).yaml
 
 pipeline-run: venv
+ifeq ($(strip $(KFP_HOST)),)
 	$(BIN)/python -m pipelines.run_local --profile $(PROFILE)
+else
+	$(BIN)/python -m pipelines.submit run --host $(KFP_HOST) --profile $(PROFILE) \
+		--base-model-uri "$(BASE_MODEL_URI)"
+endif
+
+# Cron, profile and name from params.yaml deploy.schedule.
+pipeline-schedule: venv
+	@test -n "$(KFP_HOST)" || { echo "error: set KFP_HOST=<Kubeflow Pipelines URL>"; exit 1; }
+	$(BIN)/python -m pipelines.submit schedule --host $(KFP_HOST) \
+		--base-model-uri "$(BASE_MODEL_URI)"
+
+# CPU image from a debootstrap Debian base (root, podman, buildah, debootstrap); not run in CI.
+images:
+	bash containers/build.sh
+
+# Offline checks of the production plane; the same run in the fast tests (tests/prod).
+infra-check: venv
+	@for o in $(OVERLAYS); do echo "kustomize infra/overlays/$$o | kubernetes-validate --strict"; \
+		kubectl kustomize infra/overlays/$$o | $(BIN)/kubernetes-validate --strict --quiet - || exit 1; done
+	terraform fmt -check -recursive infra/terraform
+	rm -rf build/terraform && mkdir -p build && cp -r infra/terraform build/terraform
+	terraform -chdir=build/terraform init -backend=false -input=false -no-color \
+		$(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR)) >/dev/null
+	terraform -chdir=build/terraform validate -no-color
+	$(BIN)/hadolint containers/Dockerfile.*
+
+# infra/overlays/aws/cluster.env from `terraform apply`'s outputs; TAG = image tag (a commit).
+infra-aws-env: venv
+	terraform -chdir=infra/terraform output -json | \
+		$(BIN)/python infra/cluster_env.py --tag $${TAG:-$$(git rev-parse --short=12 HEAD)}
+
+# checkov has dependencies that clash with the project lock: it lives in its own venv.
+CHECKOV := .venv-checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install -q "checkov==3.3.30"
+
+checkov: $(CHECKOV)
+	rm -rf build/checkov && mkdir -p build/checkov
+	@for o in $(OVERLAYS); do kubectl kustomize infra/overlays/$$o > build/checkov/$$o.yaml || exit 1; done
+	$(CHECKOV) --quiet --compact --skip-download --config-file infra/checkov.yaml \
+		-d build/checkov -d infra/terraform -d containers -d infra/trainer
 
 # Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
 pretrain-base: venv

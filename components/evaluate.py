@@ -9,7 +9,7 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 from components.images import TRAIN_IMAGE
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def evaluate(
     config: dict,
     model: Input[Model],

@@ -9,7 +9,7 @@ from kfp.dsl import Dataset, Output
 from components.images import CPU_IMAGE
 
 
-@dsl.component(base_image=CPU_IMAGE)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def ingest(config: dict, dataset: Output[Dataset]):
     """`dataset` is a directory: records.parquet, media/ and lineage.json.
 

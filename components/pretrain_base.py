@@ -9,7 +9,7 @@ from kfp.dsl import Metrics, Model, Output
 from components.images import TRAIN_IMAGE
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def pretrain_base(config: dict, base_model: Output[Model], perception: Output[Metrics]):
     """Train the tiny base VLM's perception; `base_model` is the checkpoint directory."""
     import math

@@ -9,7 +9,7 @@ from kfp.dsl import Artifact, Input, Model, Output
 from components.images import CPU_IMAGE
 
 
-@dsl.component(base_image=CPU_IMAGE)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def register(
     config: dict,
     model: Input[Model],

@@ -9,16 +9,29 @@ from kfp.dsl import Dataset, Input, Model, Output
 from components.images import TRAIN_IMAGE
 
 
-@dsl.component(base_image=TRAIN_IMAGE)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def unified_sft(
     config: dict, base_model: Input[Model], dataset: Input[Dataset], judge: Output[Model]
 ):
-    """`judge` is the checkpoint directory (safetensors + processor + unireward.json)."""
+    """`judge` is the checkpoint directory (safetensors + processor + unireward.json).
+
+    With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster, pipelines/platform.py) training runs
+    in a directory there keyed by the artifact URI, so a retried task resumes from its last
+    checkpoint instead of starting over; the final model is then copied into `judge`.
+    """
+    import hashlib
+    import os
+    import shutil
     from pathlib import Path
 
     from unireward.config import from_dict
     from unireward.judge import unified_sft as stage
 
     cfg = from_dict(stage.UnifiedSftConfig, config, where="unified_sft")
-    result = stage.run(cfg, Path(base_model.path), Path(dataset.path), Path(judge.path))
+    out, root = Path(judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
+    work = Path(root) / hashlib.sha256(judge.uri.encode()).hexdigest()[:16] if root else out
+    result = stage.run(cfg, Path(base_model.path), Path(dataset.path), work)
+    if work != out:
+        shutil.copytree(work, out, dirs_exist_ok=True)
+        shutil.rmtree(work)
     judge.metadata.update({"global_step": result.train.global_step, "n_records": result.n_records})

@@ -11,7 +11,7 @@ from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 from components.images import CPU_IMAGE
 
 
-@dsl.component(base_image=CPU_IMAGE)
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def validate(
     config: dict,
     dataset: Input[Dataset],

@@ -12,15 +12,27 @@ from pathlib import Path
 
 from kfp import compiler
 
-from pipelines.unireward_pipeline import DEFAULT_BASE_MODEL, stage_configs, unireward_pipeline
+from pipelines.platform import load_deploy
+from pipelines.unireward_pipeline import (
+    DEFAULT_BASE_MODEL,
+    PROJECT_ROOT,
+    build_pipeline,
+    stage_configs,
+)
 
 
-def compile_pipeline(profile: str, output: Path, base_model_uri: str) -> Path:
+def compile_pipeline(
+    profile: str, output: Path, base_model_uri: str, params: Path = PROJECT_ROOT / "params.yaml"
+) -> Path:
+    """Compile with the profile's stage configs as defaults and `params`'s `deploy` settings."""
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
-        unireward_pipeline,
+        build_pipeline(load_deploy(params)),
         str(output),
-        pipeline_parameters={"base_model_uri": base_model_uri, **stage_configs(profile)},
+        pipeline_parameters={
+            "base_model_uri": base_model_uri,
+            **stage_configs(profile, params_path=params),
+        },
     )
     return output
 

@@ -8,6 +8,10 @@ The DAG takes every stage's config as a `dict` parameter; `stage_configs(profile
 from `params.yaml` (the stage's section with the profile's overrides) at compile or run time, so
 the YAML and a local run carry exactly the configs they ran with, and tests can shrink them.
 
+Cluster settings (GPU pool, PVC, Secrets, per-stage CPU/memory) come from `params.yaml`'s
+`deploy` section through `build_pipeline(deploy)` (pipelines/platform.py); kfp.local ignores
+them. `unireward_pipeline` is the DAG with the default `DeployConfig`.
+
 The base model comes in through `dsl.importer` from `base_model_uri`: an absolute local path for
 kfp.local (its importer accepts a plain path, and the artifact's `.path` is that path), an
 `s3://` URI on a cluster (the launcher downloads it).
@@ -23,6 +27,8 @@ from components.register import register
 from components.unified_sft import unified_sft
 from components.validate import validate
 from kfp import dsl
+
+from pipelines.platform import DeployConfig, apply
 
 PIPELINE_NAME = "unireward"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -62,51 +68,71 @@ class Outputs(NamedTuple):
     registration: dsl.Artifact
 
 
-@dsl.pipeline(
-    name=PIPELINE_NAME,
-    description="Train, evaluate and register a unified multimodal reward judge (UnifiedReward).",
-)
-def unireward_pipeline(
-    base_model_uri: str,
-    ingest_config: dict,
-    validate_config: dict,
-    unified_sft_config: dict,
-    evaluate_config: dict,
-    register_config: dict,
-) -> NamedTuple(
-    "Outputs",
-    base_evaluation=dsl.Artifact,
-    judge_evaluation=dsl.Artifact,
-    registration=dsl.Artifact,
-):
-    base = dsl.importer(
-        artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False
-    ).set_display_name("base_model")
+def build_pipeline(deploy: DeployConfig):
+    """The DAG with `deploy`'s cluster settings on every task."""
 
-    raw = ingest(config=ingest_config).set_display_name("ingest")
-    checked = validate(config=validate_config, dataset=raw.outputs["dataset"])
-    checked.set_display_name("validate")
-    dataset = checked.outputs["validated"]
-
-    sft = unified_sft(config=unified_sft_config, base_model=base.output, dataset=dataset)
-    sft.set_display_name("unified_sft")
-    judge = sft.outputs["judge"]
-
-    # The base model is scored on the same held-out splits: the table compares the two.
-    eval_base = evaluate(config=evaluate_config, model=base.output, dataset=dataset, name="base")
-    eval_base.set_display_name("evaluate-base")
-    eval_judge = evaluate(config=evaluate_config, model=judge, dataset=dataset, name="judge")
-    eval_judge.set_display_name("evaluate-judge")
-
-    registered = register(
-        config=register_config,
-        model=judge,
-        evaluation=eval_judge.outputs["evaluation"],
-        tags={"pipeline": PIPELINE_NAME},
-    ).set_display_name("register")
-
-    return Outputs(
-        base_evaluation=eval_base.outputs["evaluation"],
-        judge_evaluation=eval_judge.outputs["evaluation"],
-        registration=registered.outputs["registration"],
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Train, evaluate and register a unified multimodal reward judge "
+        "(UnifiedReward).",
     )
+    def unireward_pipeline(
+        base_model_uri: str,
+        ingest_config: dict,
+        validate_config: dict,
+        unified_sft_config: dict,
+        evaluate_config: dict,
+        register_config: dict,
+    ) -> NamedTuple(
+        "Outputs",
+        base_evaluation=dsl.Artifact,
+        judge_evaluation=dsl.Artifact,
+        registration=dsl.Artifact,
+    ):
+        base = dsl.importer(
+            artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False
+        ).set_display_name("base_model")
+
+        raw = ingest(config=ingest_config).set_display_name("ingest")
+        checked = validate(config=validate_config, dataset=raw.outputs["dataset"])
+        checked.set_display_name("validate")
+        dataset = checked.outputs["validated"]
+
+        sft = unified_sft(config=unified_sft_config, base_model=base.output, dataset=dataset)
+        sft.set_display_name("unified_sft")
+        judge = sft.outputs["judge"]
+
+        # The base model is scored on the same held-out splits: the table compares the two.
+        eval_base = evaluate(
+            config=evaluate_config, model=base.output, dataset=dataset, name="base"
+        ).set_display_name("evaluate-base")
+        eval_judge = evaluate(config=evaluate_config, model=judge, dataset=dataset, name="judge")
+        eval_judge.set_display_name("evaluate-judge")
+
+        registered = register(
+            config=register_config,
+            model=judge,
+            evaluation=eval_judge.outputs["evaluation"],
+            tags={"pipeline": PIPELINE_NAME},
+        ).set_display_name("register")
+
+        for stage, task in (
+            ("ingest", raw),
+            ("validate", checked),
+            ("unified_sft", sft),
+            ("evaluate", eval_base),
+            ("evaluate", eval_judge),
+            ("register", registered),
+        ):
+            apply(task, stage, deploy)
+
+        return Outputs(
+            base_evaluation=eval_base.outputs["evaluation"],
+            judge_evaluation=eval_judge.outputs["evaluation"],
+            registration=registered.outputs["registration"],
+        )
+
+    return unireward_pipeline
+
+
+unireward_pipeline = build_pipeline(DeployConfig())

@@ -51,7 +51,8 @@ def _compiled(tmp_path: Path, profile: str = "quick") -> dict:
     from pipelines.compile import compile_pipeline
 
     out = compile_pipeline(profile, tmp_path / "p.yaml", base_model_uri="s3://bucket/base")
-    return yaml.safe_load(out.read_text())
+    # First document: the pipeline spec; the second holds the kfp-kubernetes platform settings.
+    return next(yaml.safe_load_all(out.read_text()))
 
 
 def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:

@@ -81,6 +81,16 @@ def default_tracking_uri(project_root: Path) -> str:
     return f"sqlite:///{(Path(project_root).resolve() / 'mlflow.db').as_posix()}"
 
 
+def resolve_tracking_uri(configured: str | None, project_root: Path | None = None) -> str:
+    """The store a stage logs to: its configured URI, else `$MLFLOW_TRACKING_URI` (a tracking
+    server in production), else the embedded sqlite default under `project_root` (the cwd)."""
+    if configured:
+        return configured
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(
+        Path.cwd() if project_root is None else project_root
+    )
+
+
 def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
     """For a sqlite store, `<db dir>/mlruns/<experiment>` as a file URI; else None (server's).
 
@@ -238,10 +248,11 @@ NULL_TRACKING_URI = "null"
 def make_tracker(tracking_uri: str | None, experiment: str) -> Tracker:
     """The tracker for a stage's `tracking_uri` setting.
 
-    None -> MLflow on the embedded default (`default_tracking_uri(Path.cwd())`), so leaving the
-    setting out never silently drops tracking; "null" -> NullTracker (tests, dry runs); any other
+    None -> MLflow on `$MLFLOW_TRACKING_URI` or else the embedded default
+    (`default_tracking_uri(Path.cwd())`), so leaving the setting out never silently drops
+    tracking; "null" -> NullTracker (tests, dry runs); any other
     string -> MlflowTracker on that URI.
     """
     if tracking_uri == NULL_TRACKING_URI:
         return NullTracker()
-    return MlflowTracker(tracking_uri or default_tracking_uri(Path.cwd()), experiment)
+    return MlflowTracker(resolve_tracking_uri(tracking_uri), experiment)

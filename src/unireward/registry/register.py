@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unireward.registry.gate import promotion_decision
-from unireward.tracking import NULL_TRACKING_URI, MlflowTracker, default_tracking_uri
+from unireward.tracking import NULL_TRACKING_URI, MlflowTracker, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,12 +39,14 @@ CHALLENGER, CHAMPION = "challenger", "champion"
 MODEL_ARTIFACT_PATH = "model"
 METRIC_TAG_PREFIX = "metric."
 CHECKPOINT_MARKERS = ("config.json", "adapter_config.json")
+# Weight formats that unpickle (run code) on load: a served checkpoint must be safetensors only.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 @dataclass(frozen=True)
 class RegisterConfig:
     model_name: str = "UnifiedReward"
-    tracking_uri: str | None = None  # None -> default_tracking_uri(Path.cwd())
+    tracking_uri: str | None = None  # None -> $MLFLOW_TRACKING_URI, else sqlite under the cwd
     experiment: str = "unireward"
     primary_metric: str = "pairwise_diff_mean"
     margin: float = 0.01
@@ -183,9 +185,7 @@ def run(
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     check_checkpoint(model_dir)
     metrics = load_metrics(Path(metrics_path))
-    tracker = MlflowTracker(
-        config.tracking_uri or default_tracking_uri(Path.cwd()), config.experiment
-    )
+    tracker = MlflowTracker(resolve_tracking_uri(config.tracking_uri), config.experiment)
     client = tracker.client
     name = config.model_name
 
@@ -226,23 +226,43 @@ def run(
 
 
 def download_model(
-    tracking_uri: str, model_name: str, alias: str = CHAMPION, dst_path: Path | None = None
+    tracking_uri: str,
+    model_name: str,
+    alias: str = CHAMPION,
+    dst_path: Path | None = None,
+    require_safetensors: bool = False,
 ) -> Path:
     """Local directory holding the checkpoint files of `model_name@alias` in this store.
 
     Equivalent to `mlflow.artifacts.download_artifacts(artifact_uri="models:/<name>@<alias>")`,
     but uses `tracking_uri` explicitly: mlflow 3.17 resolves `models:/` URIs through the
     process-wide registry URI (MLFLOW_TRACKING_URI) and ignores the `registry_uri` argument.
+    With `require_safetensors` it refuses (ValueError) a checkpoint without `*.safetensors`
+    weights or with pickle weight files next to them: serving loads safetensors only.
     """
     import mlflow
 
     client = MlflowTracker(tracking_uri, experiment="unused").client
     version = client.get_model_version_by_alias(model_name, alias)
     source = client.get_model_version_download_uri(model_name, version.version)
-    return Path(
+    local = Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=source,
             dst_path=None if dst_path is None else str(dst_path),
             tracking_uri=tracking_uri,
         )
     )
+    if require_safetensors:
+        check_safetensors_only(local, f"{model_name}@{alias} (version {version.version})")
+    return local
+
+
+def check_safetensors_only(model_dir: Path, what: str) -> None:
+    pickles = sorted(p.name for p in model_dir.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise ValueError(
+            f"{what} holds pickle weight files {pickles}; only safetensors are served. "
+            "Re-save it with save_pretrained(safe_serialization=True) and register again"
+        )
+    if not list(model_dir.rglob("*.safetensors")):
+        raise ValueError(f"{what} holds no *.safetensors weights; nothing safe to serve")
