@@ -8,16 +8,12 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from loopback import BIN, moto_server
 from unireward.data import ingest
 from unireward.data.remote import download_s3
 from unireward.data.schema import read_records
@@ -25,55 +21,26 @@ from unireward.data.schema import read_records
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 PAIR = "<image><image>Caption: a red square"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A moto_server on a free loopback port, with the AWS variables pointing at it."""
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    import boto3
+
     env = {
-        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    saved = {k: os.environ.get(k) for k in [*env, "AWS_ENDPOINT_URL"]}
     try:
-        for _ in range(300):  # up in ~0.5 s on an idle machine; allow 30 s on a busy one
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except urllib.error.HTTPError:  # it answered: the server is up
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"moto_server did not start on {endpoint}")
-        import boto3
-
-        yield endpoint, boto3.client("s3")
+        with moto_server(log, {**os.environ, **env}) as endpoint:
+            os.environ.update({**env, "AWS_ENDPOINT_URL": endpoint})
+            yield endpoint, boto3.client("s3")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -14,19 +14,17 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-BIN = Path(sys.executable).parent
+from loopback import BIN, free_port, moto_server, process, wait_http
+
 BUCKET = "unireward-artifacts"
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",  # moto accepts any key; nothing here is a real secret
@@ -51,24 +49,6 @@ class MlflowServer:
     bucket: str
     postgres_dsn: str
     seconds_to_ready: float  # mlflow server start until /health answers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text()[-3000:]
-            raise RuntimeError(f"{url}: process exited {proc.returncode}:\n{tail}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def _pg_user() -> list[str]:
@@ -112,21 +92,6 @@ def postgres(root: Path) -> Iterator[str]:
         run(_pg_tool("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
 
 
-@contextlib.contextmanager
-def process(cmd: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def aws_api(tmp_path: Path) -> Iterator[str]:
     """A fresh moto_server on a free port standing in for the AWS APIs; yields its URL.
@@ -134,15 +99,9 @@ def aws_api(tmp_path: Path) -> Iterator[str]:
     AWS-managed IAM policies (AmazonEKSClusterPolicy, ...) exist only when moto is asked to load
     them (MOTO_IAM_LOAD_MANAGED_POLICIES), as infra/terraform attaches them.
     """
-    port = free_port()
     env = {**os.environ, **S3_ENV, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-    log = tmp_path / "moto.log"
-    cmd = [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
-    with process(cmd, log, env) as proc:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/moto-api/", proc, 30, log)
+    with moto_server(tmp_path / "moto.log", env) as url:
         yield url
-        assert proc.poll() is None, f"moto_server died:\n{log.read_text()[-3000:]}"
 
 
 @pytest.fixture(scope="session")
@@ -160,16 +119,7 @@ def mlflow_server(s3_env: dict[str, str]) -> Iterator[MlflowServer]:
     try:
         with contextlib.ExitStack() as stack:
             dsn = stack.enter_context(postgres(root))
-            s3_port = free_port()
-            s3 = f"http://127.0.0.1:{s3_port}"
-            moto = stack.enter_context(
-                process(
-                    [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                    root / "moto.log",
-                    env,
-                )
-            )
-            wait_http(f"{s3}/moto-api/", moto, 30, root / "moto.log")
+            s3 = stack.enter_context(moto_server(root / "moto.log", env))
             boto3.client("s3", endpoint_url=s3, **_boto_kwargs(s3_env)).create_bucket(Bucket=BUCKET)
 
             port = free_port()

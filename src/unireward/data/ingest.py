@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from unireward.config import to_dict
 from unireward.data import formats, remote
+from unireward.data.media import file_sha256
 from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
 from unireward.data.shapes import ShapesConfig, generate
 from unireward.judge.examples import resolve_media
@@ -300,16 +301,8 @@ def content_hash(dataset_dir: Path, exclude: tuple[str, ...] = (LINEAGE_FILE,)) 
     files = sorted(p for p in dataset_dir.rglob("*") if p.is_file() and p.name not in exclude)
     for path in files:
         rel = path.relative_to(dataset_dir).as_posix()
-        digest.update(rel.encode() + b"\0" + _file_sha256(path).encode() + b"\n")
+        digest.update(rel.encode() + b"\0" + file_sha256(path).encode() + b"\n")
     return f"sha256:{digest.hexdigest()}"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- lineage

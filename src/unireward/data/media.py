@@ -114,7 +114,8 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -183,7 +184,7 @@ class MediaWriter:
         if rel not in self._videos:
             if path.stat().st_size == 0:
                 raise MediaError(f"video empty: {rel!r} has zero bytes")
-            digest = _file_sha256(path)
+            digest = file_sha256(path)
             folder = self.out / "media" / "_frames" / digest
             if not folder.exists():
                 images = sample_frames(path, self.frames)
