@@ -156,6 +156,24 @@ class _Reply:
     latency_s: float
 
 
+def query_from_record(record, root) -> PairQuery | ScoreQuery:
+    """A canonical dataset record (data/schema.py) as the query that asks the judge about it."""
+    from pathlib import Path
+
+    from unireward.judge.examples import load_image
+    from unireward.tasks import parse_mode, parse_task
+
+    task, mode = parse_task(record.task), parse_mode(record.mode)
+    items: list[Visual] = []
+    for item in record.media:
+        frames = [load_image(Path(root), rel) for rel in item]
+        items.append(frames[0] if not task.is_video else frames)
+    if mode == Mode.PAIRWISE:
+        return PairQuery(task, record.prompt, tuple(items), tuple(record.responses))
+    response = record.responses[0] if record.responses else None
+    return ScoreQuery(task, record.prompt, items[0], response)
+
+
 # --------------------------------------------------------------------------- messages
 
 

@@ -265,18 +265,33 @@ def wait_ready(server: JudgeServer, timeout_s: float, poll_s: float = 1.0) -> fl
 
 
 def stop(server: JudgeServer, timeout_s: float) -> int | None:
-    """SIGTERM the server's process group, SIGKILL it after `timeout_s`; the exit code."""
+    """SIGTERM the server's process group, SIGKILL what is left after `timeout_s`; the exit code.
+
+    vLLM's engine core and workers are children in the same group (start_new_session=True):
+    returns only once none of them is left, so no orphan holds the port or the memory.
+    """
     process = server.process
-    if process.poll() is None:
-        _signal_group(process, signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
-            process.wait(timeout=timeout_s)
-    # The engine core and workers are in the same group: make sure none outlives the server.
-    _signal_group(process, signal.SIGKILL)
+    _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout_s)
+    if not _wait_group_gone(process.pid, deadline):
+        _signal_group(process, signal.SIGKILL)
+        process.wait(timeout=timeout_s)
+        if not _wait_group_gone(process.pid, time.monotonic() + timeout_s):
+            raise ServerError(f"processes of group {process.pid} survived SIGKILL")
     return process.returncode
+
+
+def _wait_group_gone(pgid: int, deadline: float) -> bool:
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _signal_group(process: subprocess.Popen, sig: signal.Signals) -> None:
