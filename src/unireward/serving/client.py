@@ -38,7 +38,7 @@ import io
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -200,6 +200,7 @@ def openai_messages(
     media: Sequence[Visual],
     responses: Sequence[str] = (),
     cot: bool = False,
+    encode: Callable[[Image.Image], str] = image_data_url,
 ) -> list[dict[str, Any]]:
     """The contract's chat messages in OpenAI form: image placeholders -> data-URL parts."""
     items = [_frames(item) for item in media]
@@ -214,11 +215,27 @@ def openai_messages(
     content: list[dict[str, Any]] = []
     for part in messages[0]["content"]:
         if part["type"] == "image":
-            url = image_data_url(next(images))
+            url = encode(next(images))
             content.append({"type": "image_url", "image_url": {"url": url}})
         else:
             content.append({"type": "text", "text": part["text"]})
     return [{"role": "user", "content": content}]
+
+
+Encoder = Callable[[Image.Image], str]
+
+
+def _memo_encoder() -> Encoder:
+    """`image_data_url` that encodes each image once per call, however often it is sent (swap,
+    groups). Keyed by id: the call's queries keep their images alive, so ids stay unique."""
+    urls: dict[int, str] = {}
+
+    def encode(image: Image.Image) -> str:
+        if id(image) not in urls:
+            urls[id(image)] = image_data_url(image)
+        return urls[id(image)]
+
+    return encode
 
 
 # --------------------------------------------------------------------------- transport
@@ -328,10 +345,12 @@ class RewardClient:
     async def ajudge_pairs(
         self, queries: Sequence[PairQuery], swap: bool = False
     ) -> list[PairJudgement]:
-        session = _Session(self.config, self.stats)
+        session, encode = _Session(self.config, self.stats), _memo_encoder()
         try:
-            forward = [self._ask_pair(session, q) for q in queries]
-            backward = [self._ask_pair(session, q.swapped()) for q in queries] if swap else []
+            forward = [self._ask_pair(session, q, encode) for q in queries]
+            backward = (
+                [self._ask_pair(session, q.swapped(), encode) for q in queries] if swap else []
+            )
             replies = await asyncio.gather(*forward, *backward)
         finally:
             await session.close()
@@ -351,9 +370,15 @@ class RewardClient:
     def judge_pair(self, query: PairQuery, swap: bool = False) -> PairJudgement:
         return self.judge_pairs([query], swap=swap)[0]
 
-    async def _ask_pair(self, session: _Session, query: PairQuery) -> _Reply:
+    async def _ask_pair(self, session: _Session, query: PairQuery, encode: Encoder) -> _Reply:
         messages = openai_messages(
-            query.task, Mode.PAIRWISE, query.prompt, query.media, query.responses, query.cot
+            query.task,
+            Mode.PAIRWISE,
+            query.prompt,
+            query.media,
+            query.responses,
+            query.cot,
+            encode=encode,
         )
         limit = self.config.cot_max_tokens if query.cot else self.config.max_tokens
         return await session.complete(messages, limit)
@@ -361,9 +386,9 @@ class RewardClient:
     # ---- pointwise
 
     async def ascore(self, queries: Sequence[ScoreQuery]) -> list[ScoreResult]:
-        session = _Session(self.config, self.stats)
+        session, encode = _Session(self.config, self.stats), _memo_encoder()
         try:
-            replies = await asyncio.gather(*(self._ask_score(session, q) for q in queries))
+            replies = await asyncio.gather(*(self._ask_score(session, q, encode) for q in queries))
         finally:
             await session.close()
         return [_score_result(q, r) for q, r in zip(queries, replies, strict=True)]
@@ -372,10 +397,10 @@ class RewardClient:
         """Score many items concurrently; results in the order of `queries`."""
         return asyncio.run(self.ascore(queries))
 
-    async def _ask_score(self, session: _Session, query: ScoreQuery) -> _Reply:
+    async def _ask_score(self, session: _Session, query: ScoreQuery, encode: Encoder) -> _Reply:
         responses = () if query.response is None else (query.response,)
         messages = openai_messages(
-            query.task, Mode.POINTWISE, query.prompt, (query.media,), responses
+            query.task, Mode.POINTWISE, query.prompt, (query.media,), responses, encode=encode
         )
         return await session.complete(messages, self.config.max_tokens)
 
