@@ -2,6 +2,7 @@
 
     make bench-serve        # = python bench/serve_bench.py --pairs 64 --repeats 3 --load 200
     python bench/serve_bench.py --pairs 32 --repeats 1 --load 50 --json build/bench-serve.json
+    python bench/serve_bench.py --random-model 512:8      # a heavier, random-weight judge
 
 One run, one machine, one model (`--model`, default the shipped models/base-tiny), the same
 image-generation pairwise prompts (shapes world, two distinct 56 px PNGs each, the contract's
@@ -56,6 +57,26 @@ def build_pairs(n: int, root: Path):
     ]
     assert len(records) >= n, f"{len(records)} pairs generated, {n} wanted"
     return [query_from_record(r, root) for r in records[:n]]
+
+
+def build_random_model(spec: str, out_dir: Path) -> Path:
+    """A random-weight Qwen2.5-VL 'HIDDEN:LAYERS' (head_dim 32) with the project's tokenizer:
+    a judge-shaped model heavier than the shipped 2M-parameter base, for throughput only."""
+    from unireward.data.shapes import ShapesConfig
+    from unireward.model.pretrain_base import tokenizer_corpus
+    from unireward.model.tiny import TinyModelConfig, build_tiny, save_checkpoint
+
+    hidden, layers = (int(x) for x in spec.split(":"))
+    cfg = TinyModelConfig(
+        hidden_size=hidden,
+        num_layers=layers,
+        intermediate_size=hidden * 3,
+        num_kv_heads=2,
+    )
+    model, processor = build_tiny(cfg, tokenizer_corpus(ShapesConfig(frames=4), 200))
+    n = sum(p.numel() for p in model.parameters())
+    print(f"random model {spec}: {n / 1e6:.1f} M parameters", flush=True)
+    return save_checkpoint(model, processor, out_dir)
 
 
 # --------------------------------------------------------------------------- the three methods
@@ -163,6 +184,10 @@ def load_test(server, key: str, queries, timeout_s: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "base-tiny")
+    parser.add_argument(
+        "--random-model", default=None, metavar="HIDDEN:LAYERS",
+        help="benchmark a random-weight model of this size instead of --model (e.g. 512:8)",
+    )
     parser.add_argument("--pairs", type=int, default=64, help="pairs per method per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -186,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     n_server = args.pairs * args.repeats * 2 + args.load + 1
     with tempfile.TemporaryDirectory(prefix="unireward-bench-serve-") as tmp:
         t = time.perf_counter()
+        if args.random_model:
+            args.model = build_random_model(args.random_model, Path(tmp) / "model")
         queries = build_pairs(n_server + args.pairs, Path(tmp) / "data")
         print(f"built {len(queries)} pairs in {time.perf_counter() - t:.1f} s", flush=True)
         # generate has no cache: the same set each repeat; the server sees only new pairs.
@@ -238,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = {k: args.pairs / statistics.median(v) for k, v in seconds.items()}
     result = {
         "model": str(args.model),
+        "random_model": args.random_model,
         "pairs": args.pairs,
         "repeats": args.repeats,
         "concurrency": args.concurrency,
