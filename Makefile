@@ -118,16 +118,17 @@ checkov: $(CHECKOV)
 # serve` runs $(SERVE_VENV)/bin/python -m vllm.entrypoints.openai.api_server.
 SERVE_VENV := .venv-serve
 SERVE_STAMP := $(SERVE_VENV)/.installed
-SERVE_SITE = $(shell $(SERVE_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 serve-venv: $(SERVE_STAMP)
 
 $(SERVE_STAMP): requirements-serve.lock scripts/serve_env/torchvision_cpu_shim.py
 	@test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/python -m pip install -q --no-deps -r requirements-serve.lock
-	cp scripts/serve_env/torchvision_cpu_shim.py $(SERVE_SITE)/
-	echo "import torchvision_cpu_shim; torchvision_cpu_shim.install()" \
-		> $(SERVE_SITE)/torchvision_cpu_shim.pth
+	@# site-packages is asked in the shell: make expands $(shell) before the venv exists.
+	site=$$($(SERVE_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+		&& cp scripts/serve_env/torchvision_cpu_shim.py "$$site"/ \
+		&& echo "import torchvision_cpu_shim; torchvision_cpu_shim.install()" \
+			> "$$site"/torchvision_cpu_shim.pth
 	$(SERVE_VENV)/bin/python -c "import torchvision, vllm.entrypoints.openai.api_server"
 	@touch $@
 
