@@ -278,6 +278,27 @@ def test_reward_client_with_a_wrong_key_fails_without_retrying(live: Live) -> No
 
 
 @needs_vllm
+def test_200_concurrent_judgements_none_lost(live: Live) -> None:
+    # The load test of bench/serve_bench.py in small: all submitted at once, bounded in time.
+    import asyncio
+    import time
+
+    queries = [
+        PairQuery(Task.IMAGE_GENERATION, f"shape number {i}", (_img((i, 0, 0)), _img((0, 0, i))))
+        for i in range(200)
+    ]
+    client = RewardClient(ClientConfig(live.server.base_url, KEY, max_concurrency=200))
+    start = time.perf_counter()
+    judged = asyncio.run(asyncio.wait_for(client.ajudge_pairs(queries), timeout=120))
+    wall = time.perf_counter() - start
+    assert len(judged) == 200 and all(j.error is None and j.text is not None for j in judged)
+    assert client.stats.requests == 200 and client.stats.failures == 0
+    latencies = sorted(j.latency_s for j in judged)
+    assert latencies[-1] <= wall < 120
+    assert live.server.alive()
+
+
+@needs_vllm
 def test_shutdown_stops_every_process_and_frees_the_port(live: Live) -> None:
     # Last in the module: closes the shared server.
     server = live.server
