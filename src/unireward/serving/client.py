@@ -40,14 +40,18 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from unireward import contract
 from unireward.contract import PairVerdict, PointScore
 from unireward.serving.preference import combine_swapped, disagree, unswap, win_rates
-from unireward.tasks import Mode, Task, normalise_score
+from unireward.tasks import Mode, Task, normalise_score, parse_mode, parse_task
+
+if TYPE_CHECKING:
+    from unireward.data.schema import Record
 
 # An image, or the frames of one video (sent as images, in order).
 Visual = Image.Image | Sequence[Image.Image]
@@ -156,12 +160,9 @@ class _Reply:
     latency_s: float
 
 
-def query_from_record(record, root) -> PairQuery | ScoreQuery:
+def query_from_record(record: Record, root: Path) -> PairQuery | ScoreQuery:
     """A canonical dataset record (data/schema.py) as the query that asks the judge about it."""
-    from pathlib import Path
-
     from unireward.judge.examples import load_image
-    from unireward.tasks import parse_mode, parse_task
 
     task, mode = parse_task(record.task), parse_mode(record.mode)
     items: list[Visual] = []
@@ -301,9 +302,10 @@ class _Session:
         await self.openai.close()
 
     async def complete(self, messages: list[dict[str, Any]], max_tokens: int) -> _Reply:
+        import openai
+
         async with self.bound:
             start = time.perf_counter()
-            last = "no attempt made"
             for attempt in range(self.config.max_retries + 1):
                 self.stats.requests += 1
                 try:
@@ -315,11 +317,7 @@ class _Session:
                     )
                     text = response.choices[0].message.content or ""
                     return _Reply(text, None, time.perf_counter() - start)
-                except Exception as err:
-                    import openai
-
-                    if not isinstance(err, openai.OpenAIError):
-                        raise
+                except openai.OpenAIError as err:
                     last = _describe(err)
                     if not _retryable(err) or attempt == self.config.max_retries:
                         break
