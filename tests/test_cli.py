@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from unireward.cli import app
 from unireward.eval.report import format_comparison, split_metrics
 
-STAGES = ("pretrain_base", "ingest", "validate", "unified_sft", "evaluate", "register")
+STAGES = ("pretrain_base", "ingest", "validate", "unified_sft", "evaluate", "register", "serve")
 runner = CliRunner()
 
 
@@ -33,6 +33,18 @@ def test_stage_help_names_params_profile_and_output(stage: str) -> None:
     assert result.exit_code == 0, result.output
     for option in ("--params", "--profile", "--output-dir"):
         assert option in result.output
+
+
+def test_serve_without_an_api_key_exits_2_naming_the_variable(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("UNIREWARD_JUDGE_API_KEY", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    result = runner.invoke(
+        app,
+        ["serve", "--model-dir", str(root / "models/base-tiny"), "--output-dir", str(tmp_path),
+         "--params", str(root / "params.yaml")],
+    )
+    assert result.exit_code == 2, result.output
+    assert "UNIREWARD_JUDGE_API_KEY" in result.output and "Traceback" not in result.output
 
 
 def test_unknown_profile_exits_2_naming_it() -> None:

@@ -23,6 +23,7 @@ STAGE_CONFIGS = {
     "unified_sft": "unireward.judge.unified_sft:UnifiedSftConfig",
     "evaluate": "unireward.eval.evaluate:EvaluateConfig",
     "register": "unireward.registry.register:RegisterConfig",
+    "serve": "unireward.serving.serve:ServeConfig",
 }
 PROFILES = sorted(load_params(PARAMS).get("profiles") or {})
 

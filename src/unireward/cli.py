@@ -9,6 +9,7 @@
     unireward register --model runs/unified_sft --metrics runs/eval/metrics.json \
         --output-dir runs/register
     unireward report --base runs/eval_base/metrics.json --judge runs/eval/metrics.json
+    unireward serve --model-dir models/base-tiny    # UNIREWARD_JUDGE_API_KEY must be set
 
 Every stage subcommand takes `--params params.yaml --profile quick`: the stage's config is the
 `params.yaml` section of the same name with the profile's overrides (`unireward.config`).
@@ -215,6 +216,52 @@ def register(
     with _user_errors():
         result = stage.run(config, model, metrics, output_dir, tags={"profile": profile})
     _echo("register", result, {"reasons": list(result.reasons)})
+
+
+@app.command("serve")
+def serve(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "--model-dir", help="Serve this checkpoint, not the registry's."),
+    ] = None,
+    output_dir: OutputDir = Path("runs/serve"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 10: serve the judge (model_name@alias, or --model-dir) with vLLM until Ctrl-C."""
+    import signal
+
+    from unireward.serving import serve as stage
+
+    config = _load(stage.ServeConfig, "serve", profile, params)
+    if model is not None:
+        _require(model)
+
+    def _stop(signum, frame):  # SIGTERM (kill, Kubernetes) leaves the block like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        with _user_errors(), stage.run(config, output_dir, model_dir=model) as server:
+            # Not `_echo(server)`: that would print every str field, the API key among them.
+            ready = {
+                "base_url": server.base_url,
+                "served_model_name": server.served_model_name,
+                "model_dir": str(server.model_dir),
+                "log": str(server.log_path),
+                "api_key_env": config.api_key_env,
+            }
+            typer.echo("serve: " + json.dumps(ready, sort_keys=True) + " (Ctrl-C stops it)")
+            while server.alive():
+                server.process.wait(timeout=None)
+            typer.echo(f"error: vLLM exited; last lines of {server.log_path}:", err=True)
+            typer.echo(server.log_tail(), err=True)
+            raise typer.Exit(code=1)
+    except stage.ServerError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        typer.echo("serve: stopped")
 
 
 # --------------------------------------------------------------------------- report
