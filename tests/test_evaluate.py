@@ -172,3 +172,14 @@ def test_run_in_cot_mode_generates_longer_and_reports_format_validity(
     # pairwise got the CoT budget, pointwise (direct, no CoT prompt in the contract) its own
     assert 4 < lengths["pairwise"] <= 24 + 2 and lengths["pointwise"] <= 4 + 2
     assert preds[preds["mode"] == "pairwise"]["format_valid"].notna().all()
+
+
+def test_cot_mode_can_score_pairwise_on_a_subset(shapes_dataset: Path) -> None:
+    from unireward.eval.evaluate import select
+
+    records = read_records(shapes_dataset)  # 3 records per (split, task, mode)
+    direct = select(records, EvaluateConfig(cot_max_per_task_mode=1))
+    cot = select(records, EvaluateConfig(cot=True, cot_max_per_task_mode=1))
+    assert len(direct) == 2 * 8 * 3  # splits x (task, mode) x records: the knob is CoT-only
+    pairwise = [r for r in cot if r.mode == "pairwise"]
+    assert len(pairwise) == 2 * 4 and len(cot) - len(pairwise) == 2 * 4 * 3

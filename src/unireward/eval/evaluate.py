@@ -55,6 +55,9 @@ class EvaluateConfig:
     max_new_tokens: int = 12
     cot: bool = False  # pairwise in CoT mode: <think>..</think><answer>..</answer>
     cot_max_new_tokens: int = 160  # the programmatic teacher's CoT is 90-125 tokens
+    # Pairwise records per (split, task) in CoT mode, 0 = as max_per_task_mode: a CoT verdict
+    # costs ~10x the tokens of a direct one, so the quick profile scores CoT on a subset.
+    cot_max_per_task_mode: int = 0
     swap_seed: int = 0
     max_per_task_mode: int = 0  # 0 = every record of the split
     threads: int = 1  # see TrainParams.threads
@@ -66,8 +69,8 @@ class EvaluateConfig:
             raise ValueError(f"primary_split {self.primary_split!r} must be one of {self.splits}")
         if min(self.batch_size, self.max_new_tokens, self.cot_max_new_tokens) < 1:
             raise ValueError("batch_size, max_new_tokens and cot_max_new_tokens must be >= 1")
-        if self.max_per_task_mode < 0:
-            raise ValueError(f"max_per_task_mode must be >= 0, got {self.max_per_task_mode}")
+        if self.max_per_task_mode < 0 or self.cot_max_per_task_mode < 0:
+            raise ValueError("max_per_task_mode and cot_max_per_task_mode must be >= 0")
 
 
 @dataclass
@@ -86,8 +89,11 @@ def select(records: list[Record], config: EvaluateConfig) -> list[Record]:
         raise ValueError(f"dataset has no records for split(s) {missing}")
     out: list[Record] = []
     for key in sorted(by_key):
-        rows = by_key[key]
-        out.extend(rows[: config.max_per_task_mode] if config.max_per_task_mode else rows)
+        limits = [config.max_per_task_mode]
+        if config.cot and key[2] == Mode.PAIRWISE:
+            limits.append(config.cot_max_per_task_mode)
+        limit = min((n for n in limits if n), default=0)
+        out.extend(by_key[key][:limit] if limit else by_key[key])
     return out
 
 
