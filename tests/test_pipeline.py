@@ -176,7 +176,7 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
         overrides=TINY,
         base_model_uri=str(tiny_base),
         pipeline_root=tmp_path / "kfp",
-        tracking_uri=default_tracking_uri(tmp_path / "mlflow"),
+        tracking_uri=(uri := default_tracking_uri(tmp_path / "mlflow")),
     )  # kfp.local raises if any task fails
 
     judges = list((tmp_path / "kfp").glob("unireward-*/unified-sft/judge"))
@@ -196,5 +196,14 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert (distilled[0] / "teacher_outputs.jsonl").read_text().count("\n") == 8  # 4 x 2 orders
     assert 0 <= run.think_metrics["image_generation/format_valid"] <= 1
     assert "image_generation/format_valid" not in run.judge_metrics
+    # cold_start tracked its distillation and training to the run's MLflow store
+    from unireward.tracking import MlflowTracker
+
+    client = MlflowTracker(uri, "unireward").client
+    experiment = client.get_experiment_by_name("unireward")
+    [tracked] = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.stage = 'cold_start'"
+    )
+    assert tracked.data.metrics["items"] == 8 and "rejected_fraction" in tracked.data.metrics
     text = describe(run)
     assert "eval_unseen" in text and f"version {run.registration['version']}" in text
