@@ -346,6 +346,10 @@ def test_a_killed_and_restarted_run_equals_an_uninterrupted_one(
     result = run(config, tiny_model_dir, shapes_dataset, out)
     assert result.train.resumed_from.endswith("checkpoint-2") and result.train.global_step == 4
     assert (out / DISTILL / "teacher_outputs.jsonl").stat().st_mtime_ns == teacher_log  # reused
+    # a different teacher config means a different distillation: not reused
+    other = _tiny_config(teacher={"error_rate": 0.5})
+    run_distillation(other, shapes_dataset, out)
+    assert (out / DISTILL / "teacher_outputs.jsonl").stat().st_mtime_ns != teacher_log
     straight = load_file(tmp_path / "straight" / "model.safetensors")
     resumed = load_file(out / "model.safetensors")
     assert straight.keys() == resumed.keys()

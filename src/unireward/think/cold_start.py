@@ -199,26 +199,38 @@ def distill(
     return Distillation(outcomes=outcomes, kept=kept)
 
 
-def _write_distillation(result: Distillation, config: ColdStartConfig, out: Path) -> dict:
+def _provenance(config: ColdStartConfig, dataset_dir: Path) -> dict[str, Any]:
+    """What a distillation depends on: a restart reuses one only if all of it is unchanged."""
+    return {
+        "teacher": to_dict(config.teacher),
+        "dataset": str(Path(dataset_dir).resolve()),
+        **{k: getattr(config, k) for k in ("split", "max_items_per_task", "swap_augment")},
+        "tasks": list(config.tasks),
+    }
+
+
+def _write_distillation(
+    result: Distillation, config: ColdStartConfig, provenance: dict, out: Path
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "teacher_outputs.jsonl").open("w") as fh:
         for o in result.outcomes:
             fh.write(json.dumps(dataclasses.asdict(o)) + "\n")
     if result.kept:
         write_records(result.kept, out)
-    summary = {**result.summary(), "teacher": to_dict(config.teacher)}
+    summary = {**result.summary(), "provenance": provenance}
     summary["passed"] = summary["failed_fraction"] <= config.max_failed_fraction
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary
 
 
-def _reuse_distillation(config: ColdStartConfig, out: Path) -> tuple[dict, list[Record]] | None:
-    """A completed distillation of an earlier attempt with the same teacher config, if any."""
+def _reuse_distillation(provenance: dict, out: Path) -> tuple[dict, list[Record]] | None:
+    """A completed distillation of an earlier attempt with the same provenance, if any."""
     path = out / "summary.json"
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    if not summary.get("passed") or summary.get("teacher") != to_dict(config.teacher):
+    if not summary.get("passed") or summary.get("provenance") != provenance:
         return None
     return summary, read_records(out)
 
@@ -227,13 +239,14 @@ def run_distillation(
     config: ColdStartConfig, dataset_dir: Path, output_dir: Path
 ) -> tuple[dict, list[Record]]:
     out = Path(output_dir) / DISTILL
-    reused = _reuse_distillation(config, out)
+    provenance = _provenance(config, dataset_dir)
+    reused = _reuse_distillation(provenance, out)
     if reused is not None:
         return reused
     items = select_items(read_records(Path(dataset_dir)), config)
     teacher = make_teacher(config.teacher)
     result = distill(teacher, items, Path(dataset_dir), config.teacher.max_concurrency)
-    summary = _write_distillation(result, config, out)
+    summary = _write_distillation(result, config, provenance, out)
     if not summary["passed"]:
         reasons: dict[str, int] = {}
         for o in result.outcomes:
@@ -281,7 +294,7 @@ def run(
         "stage": "cold_start",
         "judge": str(judge_dir),
         "config": to_dict(config),
-        "distillation": {k: v for k, v in summary.items() if k != "teacher"},
+        "distillation": {k: v for k, v in summary.items() if k != "provenance"},
         "global_step": outcome.global_step,
         "resumed_from": outcome.resumed_from,
         "train_seconds": round(outcome.train_seconds, 1),
