@@ -124,8 +124,8 @@ def describe(run: LocalRun) -> str:
         [
             format_comparison(run.base_metrics, run.judge_metrics),
             "",
-            "cold start (UnifiedReward-Think stage 1), pairwise in CoT mode: judge -> think",
-            format_comparison(run.judge_metrics, run.think_metrics),
+            "cold start (UnifiedReward-Think stage 1), pairwise in CoT mode:",
+            format_comparison(run.judge_metrics, run.think_metrics, names=("judge", "think")),
             _format_valid(run.think_metrics),
             "",
             f"registered: {reg['model_name']} version {reg['version']} "

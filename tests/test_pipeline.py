@@ -207,3 +207,4 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert tracked.data.metrics["items"] == 8 and "rejected_fraction" in tracked.data.metrics
     text = describe(run)
     assert "eval_unseen" in text and f"version {run.registration['version']}" in text
+    assert "(judge -> think)" in text and "format-valid (eval_seen): image_generation" in text
