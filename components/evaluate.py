@@ -17,8 +17,11 @@ def evaluate(
     name: str,
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
+    cot: bool = False,
 ):
-    """`evaluation` is a directory: metrics.json, metrics.png, predictions.parquet."""
+    """`evaluation` is a directory: metrics.json, metrics.png, predictions.parquet. `cot` judges
+    pairwise items in CoT mode (the Think judges), whatever the config says."""
+    import dataclasses
     import math
     from pathlib import Path
 
@@ -26,6 +29,8 @@ def evaluate(
     from unireward.eval import evaluate as stage
 
     cfg = from_dict(stage.EvaluateConfig, config, where="evaluate")
+    if cot:
+        cfg = dataclasses.replace(cfg, cot=True)
     result = stage.run(cfg, Path(model.path), Path(dataset.path), Path(evaluation.path), name=name)
     for key, value in sorted(result.metrics.items()):
         if not math.isnan(value):  # KFP metrics are numbers; nan means "no usable verdict"

@@ -9,8 +9,9 @@ YAML's platform spec and resources; `kfp.local` ignores them, so the same DAG ru
 What each GPU stage gets (infra/terraform creates the pool, infra/base the PVC and Secrets):
 - `nvidia.com/gpu` requested through `set_accelerator_type` / `set_accelerator_limit`;
 - a node selector on the GPU pool's label and a toleration of its `nvidia.com/gpu` taint;
-- the PVC at `pvc_mount_path`: the Hugging Face cache (HF_HOME) and, for unified_sft, the
-  training checkpoints (UNIREWARD_CHECKPOINT_ROOT, so a retried task resumes).
+- the PVC at `pvc_mount_path`: the Hugging Face cache (HF_HOME) and, for the training stages
+  (unified_sft, cold_start), the checkpoints (UNIREWARD_CHECKPOINT_ROOT: a retried task
+  resumes).
 Every stage gets MLflow's URI and credentials from the `mlflow_secret` Secret and S3 keys from
 `s3_secret` as env (optional: on EKS, IRSA on the run's service account supplies S3 access).
 """
@@ -22,7 +23,9 @@ from pathlib import Path
 
 from kfp import dsl, kubernetes
 
-GPU_STAGES = ("unified_sft", "evaluate")
+GPU_STAGES = ("unified_sft", "cold_start", "evaluate")
+# Training stages: their checkpoints go to the PVC so a retried task resumes.
+TRAIN_STAGES = ("unified_sft", "cold_start")
 MLFLOW_CLIENT_LABEL = "unireward.io/mlflow-client"
 # Secret keys -> env names; the Secrets are made by infra/ (examples in infra/base/secrets).
 MLFLOW_SECRET_KEYS = {
@@ -54,6 +57,7 @@ class StageResources:
     ingest: Resources = Resources("2", "8Gi")
     validate: Resources = Resources("1", "4Gi")
     unified_sft: Resources = Resources("8", "64Gi", gpus=1)
+    cold_start: Resources = Resources("8", "64Gi", gpus=1)
     evaluate: Resources = Resources("4", "32Gi", gpus=1)
     register: Resources = Resources("1", "2Gi")
 
@@ -125,7 +129,7 @@ def apply(task: dsl.PipelineTask, stage: str, deploy: DeployConfig) -> dsl.Pipel
         )
         kubernetes.mount_pvc(task, deploy.pvc_name, deploy.pvc_mount_path)
         task.set_env_variable("HF_HOME", f"{deploy.pvc_mount_path}/hf-cache")
-        if stage == "unified_sft":
+        if stage in TRAIN_STAGES:
             task.set_env_variable(
                 "UNIREWARD_CHECKPOINT_ROOT", f"{deploy.pvc_mount_path}/checkpoints"
             )

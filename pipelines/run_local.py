@@ -27,13 +27,14 @@ OFFLINE_ENV = {
     "DVC_NO_ANALYTICS": "1",
 }
 # Stages whose configs take `tracking_uri` (None there would mean "sqlite under the cwd").
-TRACKED_STAGES = ("ingest", "evaluate", "register")
+TRACKED_STAGES = ("ingest", "cold_start", "evaluate", "register")
 
 
 @dataclasses.dataclass
 class LocalRun:
     base_metrics: dict[str, float]
     judge_metrics: dict[str, float]
+    think_metrics: dict[str, float]  # the cold-start judge, pairwise in CoT mode
     registration: dict[str, Any]
     aliases: list[str]
     seconds: float
@@ -102,11 +103,17 @@ def run_pipeline(
     return LocalRun(
         base_metrics=_metrics(task.outputs["base_evaluation"].path),
         judge_metrics=_metrics(task.outputs["judge_evaluation"].path),
+        think_metrics=_metrics(task.outputs["think_evaluation"].path),
         registration=registration,
         aliases=_aliases(uri, registration["model_name"], registration["version"]),
         seconds=seconds,
         pipeline_root=pipeline_root,
     )
+
+
+def _format_valid(metrics: dict[str, float]) -> str:
+    rates = {k: v for k, v in metrics.items() if k.endswith("/format_valid") and k.count("/") == 1}
+    return "format-valid (eval_seen): " + ", ".join(f"{k[:-13]} {v:.2f}" for k, v in rates.items())
 
 
 def describe(run: LocalRun) -> str:
@@ -116,6 +123,10 @@ def describe(run: LocalRun) -> str:
     return "\n".join(
         [
             format_comparison(run.base_metrics, run.judge_metrics),
+            "",
+            "cold start (UnifiedReward-Think stage 1), pairwise in CoT mode:",
+            format_comparison(run.judge_metrics, run.think_metrics, names=("judge", "think")),
+            _format_valid(run.think_metrics),
             "",
             f"registered: {reg['model_name']} version {reg['version']} "
             f"aliases {run.aliases or '[]'} (promoted: {reg['promoted']})",

@@ -1,5 +1,6 @@
 """The UnifiedReward pipeline:
-ingest -> validate -> unified_sft -> evaluate(base) || evaluate(judge) -> register.
+ingest -> validate -> unified_sft -> evaluate(base) || evaluate(judge) -> register,
+                                  \-> cold_start -> evaluate(think, CoT mode).
 
     python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
     python -m pipelines.run_local --profile quick
@@ -21,6 +22,7 @@ kfp.local (its importer accepts a plain path, and the artifact's `.path` is that
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from components.cold_start import cold_start
 from components.evaluate import evaluate
 from components.ingest import ingest
 from components.register import register
@@ -34,7 +36,7 @@ PIPELINE_NAME = "unireward"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_MODEL = PROJECT_ROOT / "models" / "base-tiny"
 # The stages of this DAG, in order; each takes the params.yaml section of the same name.
-STAGES = ("ingest", "validate", "unified_sft", "evaluate", "register")
+STAGES = ("ingest", "validate", "unified_sft", "cold_start", "evaluate", "register")
 
 
 def stage_configs(
@@ -61,10 +63,11 @@ def stage_configs(
 
 
 class Outputs(NamedTuple):
-    """What a run hands back: the two evaluation directories and the registration record."""
+    """What a run hands back: the evaluation directories and the registration record."""
 
     base_evaluation: dsl.Artifact
     judge_evaluation: dsl.Artifact
+    think_evaluation: dsl.Artifact
     registration: dsl.Artifact
 
 
@@ -81,12 +84,14 @@ def build_pipeline(deploy: DeployConfig):
         ingest_config: dict,
         validate_config: dict,
         unified_sft_config: dict,
+        cold_start_config: dict,
         evaluate_config: dict,
         register_config: dict,
     ) -> NamedTuple(
         "Outputs",
         base_evaluation=dsl.Artifact,
         judge_evaluation=dsl.Artifact,
+        think_evaluation=dsl.Artifact,
         registration=dsl.Artifact,
     ):
         base = dsl.importer(
@@ -109,6 +114,18 @@ def build_pipeline(deploy: DeployConfig):
         eval_judge = evaluate(config=evaluate_config, model=judge, dataset=dataset, name="judge")
         eval_judge.set_display_name("evaluate-judge")
 
+        # UnifiedReward-Think stage 1: CoT distillation from the teacher, SFT from the judge;
+        # scored in CoT mode (format-valid rate, CoT accuracy) on the same held-out splits.
+        think = cold_start(config=cold_start_config, judge=judge, dataset=dataset)
+        think.set_display_name("cold_start")
+        eval_think = evaluate(
+            config=evaluate_config,
+            model=think.outputs["think_judge"],
+            dataset=dataset,
+            name="think",
+            cot=True,
+        ).set_display_name("evaluate-think")
+
         registered = register(
             config=register_config,
             model=judge,
@@ -120,8 +137,10 @@ def build_pipeline(deploy: DeployConfig):
             ("ingest", raw),
             ("validate", checked),
             ("unified_sft", sft),
+            ("cold_start", think),
             ("evaluate", eval_base),
             ("evaluate", eval_judge),
+            ("evaluate", eval_think),
             ("register", registered),
         ):
             apply(task, stage, deploy)
@@ -129,6 +148,7 @@ def build_pipeline(deploy: DeployConfig):
         return Outputs(
             base_evaluation=eval_base.outputs["evaluation"],
             judge_evaluation=eval_judge.outputs["evaluation"],
+            think_evaluation=eval_think.outputs["evaluation"],
             registration=registered.outputs["registration"],
         )
 

@@ -12,6 +12,7 @@ import pytest
 
 from unireward.data.schema import read_records
 from unireward.eval.evaluate import EvaluateConfig, presented_order, run, score_split
+from unireward.model.tiny import load_processor
 from unireward.tasks import TASKS
 
 
@@ -99,3 +100,86 @@ def test_run_reports_every_task_and_split(
 def test_primary_split_must_be_evaluated() -> None:
     with pytest.raises(ValueError, match="primary_split"):
         EvaluateConfig(splits=("eval_unseen",), primary_split="eval_seen")
+
+
+# --------------------------------------------------------------------------- CoT mode
+
+
+def _cot_row(label: int, text: str, text_swapped: str) -> dict:
+    """A prediction row built by evaluate itself from raw CoT texts (label: 1 or 2)."""
+    from unireward.data.schema import Record
+    from unireward.eval.evaluate import _row
+
+    record = Record(
+        id="r",
+        task="image_generation",
+        mode="pairwise",
+        prompt="a red circle",
+        media=[["a.png"], ["b.png"]],
+        label=("Image 1 is better", "Image 2 is better")[label - 1],
+        split="eval_seen",
+        meta='{"difference": "colour"}',
+    )
+    return _row(record, text, text_swapped, cot=True)
+
+
+def _cot(answer: str) -> str:
+    think = "Image 1: I see a red circle. Image 2: I see a blue circle."
+    return f"<think>{think}</think><answer>{answer}</answer>"
+
+
+def test_cot_rows_parse_the_answer_tag_and_count_format_validity() -> None:
+    rows = [
+        _cot_row(1, _cot("Image 1 is better"), _cot("Image 2 is better")),  # right, consistent
+        _cot_row(2, _cot("Image 2 is better."), _cot("Image 1 is better")),  # right, period
+        _cot_row(1, "Image 1 is better", _cot("Image 2 is better")),  # no tags: unparseable
+        _cot_row(2, _cot("Image 1 is better"), "<think>cut off mid-thou"),  # wrong, truncated
+    ]
+    assert [r["pred"] for r in rows] == [1, 2, None, 1]
+    assert [r["format_valid"] for r in rows] == [1.0, 1.0, 0.5, 0.5]
+    m = score_split(rows)
+    assert m["image_generation/format_valid"] == pytest.approx(3 / 4)
+    assert m["image_generation/pairwise_diff"] == pytest.approx(2 / 4)
+    # the GRPO accuracy reward is stricter: "Image 2 is better." is not the exact string
+    assert m["image_generation/cot_accuracy"] == pytest.approx(1 / 4)
+    assert m["image_generation/swap_consistency"] == pytest.approx(2 / 4)
+    assert m["format_valid_mean"] == pytest.approx(3 / 4)
+
+
+def test_run_in_cot_mode_generates_longer_and_reports_format_validity(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = EvaluateConfig(
+        max_per_task_mode=1,
+        batch_size=16,
+        max_new_tokens=4,
+        cot=True,
+        cot_max_new_tokens=24,
+        tracking_uri="null",
+    )
+    run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "eval", name="tiny")
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for task in TASKS:
+        for key in ("format_valid", "cot_accuracy", "pairwise_diff", "pointwise_spearman"):
+            assert f"eval_unseen/{task}/{key}" in m
+        assert 0.0 <= m[f"{task}/format_valid"] <= 1.0
+    preds = pd.read_parquet(tmp_path / "eval" / "predictions.parquet")
+    tok = load_processor(tiny_model_dir).tokenizer  # the tiny model is seeded: deterministic
+    lengths = {
+        mode: max(len(tok(t)["input_ids"]) for t in preds[preds["mode"] == mode]["text"])
+        for mode in ("pairwise", "pointwise")
+    }
+    # pairwise got the CoT budget, pointwise (direct, no CoT prompt in the contract) its own
+    assert 4 < lengths["pairwise"] <= 24 + 2 and lengths["pointwise"] <= 4 + 2
+    assert preds[preds["mode"] == "pairwise"]["format_valid"].notna().all()
+
+
+def test_cot_mode_can_score_pairwise_on_a_subset(shapes_dataset: Path) -> None:
+    from unireward.eval.evaluate import select
+
+    records = read_records(shapes_dataset)  # 3 records per (split, task, mode)
+    direct = select(records, EvaluateConfig(cot_max_per_task_mode=1))
+    cot = select(records, EvaluateConfig(cot=True, cot_max_per_task_mode=1))
+    assert len(direct) == 2 * 8 * 3  # splits x (task, mode) x records: the knob is CoT-only
+    pairwise = [r for r in cot if r.mode == "pairwise"]
+    assert len(pairwise) == 2 * 4 and len(cot) - len(pairwise) == 2 * 4 * 3

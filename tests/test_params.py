@@ -21,6 +21,7 @@ STAGE_CONFIGS = {
     "ingest": "unireward.data.ingest:IngestConfig",
     "validate": "unireward.data.validate:ValidateConfig",
     "unified_sft": "unireward.judge.unified_sft:UnifiedSftConfig",
+    "cold_start": "unireward.think.cold_start:ColdStartConfig",
     "evaluate": "unireward.eval.evaluate:EvaluateConfig",
     "register": "unireward.registry.register:RegisterConfig",
     "serve": "unireward.serving.serve:ServeConfig",

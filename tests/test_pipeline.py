@@ -15,7 +15,15 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_COMPONENTS = ("pretrain_base", "ingest", "validate", "unified_sft", "evaluate", "register")
+STAGE_COMPONENTS = (
+    "pretrain_base",
+    "ingest",
+    "validate",
+    "unified_sft",
+    "cold_start",
+    "evaluate",
+    "register",
+)
 
 if str(ROOT) not in sys.path:  # components/ and pipelines/ are top-level packages of the repo
     sys.path.insert(0, str(ROOT))
@@ -71,6 +79,8 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         "evaluate-base": ["base_model", "validate"],
         "evaluate-judge": ["unified_sft", "validate"],
         "register": ["evaluate-judge", "unified_sft"],
+        "cold_start": ["unified_sft", "validate"],
+        "evaluate-think": ["cold_start", "validate"],
     }
     # register consumes the judge's evaluation and checkpoint, not the base model's.
     by_display = {display[n]: t for n, t in tasks.items()}
@@ -79,6 +89,12 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         k: display[v["taskOutputArtifact"]["producerTask"]] for k, v in register_inputs.items()
     }
     assert producers == {"evaluation": "evaluate-judge", "model": "unified_sft"}
+    # cold start starts from the unified judge; its evaluation is in CoT mode.
+    cold_inputs = by_display["cold_start"]["inputs"]["artifacts"]
+    assert display[cold_inputs["judge"]["taskOutputArtifact"]["producerTask"]] == "unified_sft"
+    think_params = by_display["evaluate-think"]["inputs"]["parameters"]
+    assert think_params["cot"]["runtimeValue"]["constant"] is True
+    assert "cot" not in by_display["evaluate-judge"]["inputs"]["parameters"]
 
 
 def test_compiled_defaults_are_the_profile_configs(tmp_path: Path) -> None:
@@ -88,7 +104,7 @@ def test_compiled_defaults_are_the_profile_configs(tmp_path: Path) -> None:
     for profile in ("quick", "full"):
         inputs = _compiled(tmp_path, profile)["root"]["inputDefinitions"]["parameters"]
         assert inputs["base_model_uri"]["defaultValue"] == "s3://bucket/base"
-        for stage in ("ingest", "validate", "unified_sft", "evaluate", "register"):
+        for stage in ("ingest", "validate", "unified_sft", "cold_start", "evaluate", "register"):
             default = inputs[f"{stage}_config"]["defaultValue"]
             assert default == json.loads(json.dumps(stage_section(params, stage, profile)))
 
@@ -116,7 +132,11 @@ TINY = {
     "unified_sft": {
         "train": {"max_steps": 3, "batch_size": 2, "save_steps": 3, "logging_steps": 1}
     },
-    "evaluate": {"max_per_task_mode": 2, "batch_size": 8},
+    "cold_start": {
+        "train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1},
+        "max_items_per_task": 1,
+    },
+    "evaluate": {"max_per_task_mode": 2, "batch_size": 8, "cot_max_new_tokens": 8},
 }
 
 
@@ -156,7 +176,7 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
         overrides=TINY,
         base_model_uri=str(tiny_base),
         pipeline_root=tmp_path / "kfp",
-        tracking_uri=default_tracking_uri(tmp_path / "mlflow"),
+        tracking_uri=(uri := default_tracking_uri(tmp_path / "mlflow")),
     )  # kfp.local raises if any task fails
 
     judges = list((tmp_path / "kfp").glob("unireward-*/unified-sft/judge"))
@@ -166,5 +186,25 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert "challenger" in run.aliases
     assert "image_generation/pairwise_diff" in run.judge_metrics
     assert set(run.base_metrics) == set(run.judge_metrics)
+    # the cold-start judge: trained from the unified judge, scored in CoT mode
+    thinks = list((tmp_path / "kfp").glob("unireward-*/cold-start/think_judge"))
+    assert len(thinks) == 1 and list(thinks[0].glob("*.safetensors"))
+    info = json.loads((thinks[0] / "unireward.json").read_text())
+    assert info["stage"] == "cold_start" and info["global_step"] == 2
+    assert info["judge"].endswith("unified-sft/judge")
+    distilled = list((tmp_path / "kfp").glob("unireward-*/cold-start/distillation"))
+    assert (distilled[0] / "teacher_outputs.jsonl").read_text().count("\n") == 8  # 4 x 2 orders
+    assert 0 <= run.think_metrics["image_generation/format_valid"] <= 1
+    assert "image_generation/format_valid" not in run.judge_metrics
+    # cold_start tracked its distillation and training to the run's MLflow store
+    from unireward.tracking import MlflowTracker
+
+    client = MlflowTracker(uri, "unireward").client
+    experiment = client.get_experiment_by_name("unireward")
+    [tracked] = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.stage = 'cold_start'"
+    )
+    assert tracked.data.metrics["items"] == 8 and "rejected_fraction" in tracked.data.metrics
     text = describe(run)
     assert "eval_unseen" in text and f"version {run.registration['version']}" in text
+    assert "(judge -> think)" in text and "format-valid (eval_seen): image_generation" in text

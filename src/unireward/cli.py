@@ -5,6 +5,8 @@
     unireward validate --dataset runs/ingest --output-dir runs/validate
     unireward unified_sft --base-model models/base-tiny --dataset runs/validate \
         --output-dir runs/unified_sft
+    unireward cold_start --judge runs/unified_sft --dataset runs/validate \
+        --output-dir runs/cold_start
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
     unireward register --model runs/unified_sft --metrics runs/eval/metrics.json \
         --output-dir runs/register
@@ -178,12 +180,39 @@ def unified_sft(
     _echo("unified_sft", result, {"steps": result.train.global_step})
 
 
+@app.command("cold_start")
+def cold_start(
+    judge: Annotated[
+        Path, typer.Option("--judge", help="Unified judge checkpoint (unified_sft's output).")
+    ] = Path("runs/unified_sft"),
+    dataset: Dataset = Path("runs/validate"),
+    output_dir: OutputDir = Path("runs/cold_start"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 4: distil teacher CoT judgements, keep the correct ones, SFT the judge on them."""
+    from unireward.think import cold_start as stage
+
+    config = _load(stage.ColdStartConfig, "cold_start", profile, params)
+    _require(judge, dataset)
+    try:
+        with _user_errors():
+            result = stage.run(config, judge, dataset, output_dir)
+    except stage.TeacherFailures as err:
+        typer.echo(f"cold_start failed: {err}", err=True)
+        raise typer.Exit(code=1) from None
+    _echo("cold_start", result, {"steps": result.train.global_step})
+
+
 @app.command("evaluate")
 def evaluate(
     model: ModelDir = Path("runs/unified_sft"),
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/evaluate"),
     name: Annotated[str, typer.Option("--name", help="Label in plots and MLflow.")] = "judge",
+    cot: Annotated[
+        bool, typer.Option("--cot", help="Pairwise in CoT mode (overrides the config's `cot`).")
+    ] = False,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -191,6 +220,8 @@ def evaluate(
     from unireward.eval import evaluate as stage
 
     config = _load(stage.EvaluateConfig, "evaluate", profile, params)
+    if cot:
+        config = dataclasses.replace(config, cot=True)
     _require(model, dataset)
     with _user_errors():
         result = stage.run(config, model, dataset, output_dir, name=name)

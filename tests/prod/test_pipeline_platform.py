@@ -17,14 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # components/ and pipelines/ are top-level packages of the repo
     sys.path.insert(0, str(ROOT))
 
-from pipelines.platform import DeployConfig, load_deploy  # noqa: E402
+from pipelines.platform import TRAIN_STAGES, DeployConfig, load_deploy  # noqa: E402
 
 from unireward.config import from_dict, load_params  # noqa: E402
 
 GPU_TASKS = {
     "unified_sft": "unified_sft",
+    "cold_start": "cold_start",
     "evaluate-base": "evaluate",
     "evaluate-judge": "evaluate",
+    "evaluate-think": "evaluate",
 }
 CPU_TASKS = {"ingest": "ingest", "validate": "validate", "register": "register"}
 
@@ -69,7 +71,7 @@ def test_gpu_stages_request_gpus_on_the_gpu_pool(compiled):
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         assert env["HF_HOME"].startswith(deploy.pvc_mount_path + "/")
         checkpoints = env.get("UNIREWARD_CHECKPOINT_ROOT", "")
-        assert checkpoints.startswith(deploy.pvc_mount_path) == (stage == "unified_sft")
+        assert checkpoints.startswith(deploy.pvc_mount_path) == (stage in TRAIN_STAGES)
 
 
 def test_cpu_stages_stay_off_the_gpu_pool(compiled):

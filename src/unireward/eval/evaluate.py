@@ -7,9 +7,17 @@ Protocol (shared/DESIGN.md, "Evaluation protocol"):
   every pair is also judged in the other order: **swap consistency** is how often the two
   verdicts mirror each other.
 - pointwise: the parsed score's **Spearman** correlation with the ground-truth score.
+- CoT mode (`cot: true`, for the Think judges): pairwise prompts ask for
+  `<think>..</think><answer>..</answer>` and the judge generates up to `cot_max_new_tokens`;
+  only the <answer> decides (contract.parse_pairwise(cot=True)). Adds per task the
+  **format-valid rate** (rewards.format_reward over both orders) and **cot_accuracy**
+  (rewards.is_correct, the GRPO accuracy reward, over non-tied pairs). Pointwise stays direct
+  (the contract's CoT is pairwise only).
 - breakdown by what differs between the candidates (an attribute or a defect) or by question type.
 
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
+    unireward evaluate --model runs/cold_start --dataset runs/validate --output-dir runs/eval \
+        --cot
 
 Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary split,
 `<split>/<task>/<metric>` for the others, and `*_mean` aggregates), `predictions.parquet`
@@ -32,9 +40,11 @@ from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.eval import metrics as M
 from unireward.judge.examples import prompt_messages, record_images, swap_record
+from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, Mode, parse_mode, parse_task
 
 PAIRWISE_KEYS = ("pairwise_tau", "pairwise_diff", "swap_consistency")
+COT_KEYS = ("format_valid", "cot_accuracy")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,11 @@ class EvaluateConfig:
     primary_split: str = "eval_seen"
     batch_size: int = 32
     max_new_tokens: int = 12
+    cot: bool = False  # pairwise in CoT mode: <think>..</think><answer>..</answer>
+    cot_max_new_tokens: int = 160  # the programmatic teacher's CoT is 90-125 tokens
+    # Pairwise records per (split, task) in CoT mode, 0 = as max_per_task_mode: a CoT verdict
+    # costs ~10x the tokens of a direct one, so the quick profile scores CoT on a subset.
+    cot_max_per_task_mode: int = 0
     swap_seed: int = 0
     max_per_task_mode: int = 0  # 0 = every record of the split
     threads: int = 1  # see TrainParams.threads
@@ -52,8 +67,10 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.primary_split not in self.splits:
             raise ValueError(f"primary_split {self.primary_split!r} must be one of {self.splits}")
-        if self.batch_size < 1 or self.max_new_tokens < 1 or self.max_per_task_mode < 0:
-            raise ValueError("batch_size and max_new_tokens must be >= 1, max_per_task_mode >= 0")
+        if min(self.batch_size, self.max_new_tokens, self.cot_max_new_tokens) < 1:
+            raise ValueError("batch_size, max_new_tokens and cot_max_new_tokens must be >= 1")
+        if self.max_per_task_mode < 0 or self.cot_max_per_task_mode < 0:
+            raise ValueError("max_per_task_mode and cot_max_per_task_mode must be >= 0")
 
 
 @dataclass
@@ -72,8 +89,11 @@ def select(records: list[Record], config: EvaluateConfig) -> list[Record]:
         raise ValueError(f"dataset has no records for split(s) {missing}")
     out: list[Record] = []
     for key in sorted(by_key):
-        rows = by_key[key]
-        out.extend(rows[: config.max_per_task_mode] if config.max_per_task_mode else rows)
+        limits = [config.max_per_task_mode]
+        if config.cot and key[2] == Mode.PAIRWISE:
+            limits.append(config.cot_max_per_task_mode)
+        limit = min((n for n in limits if n), default=0)
+        out.extend(by_key[key][:limit] if limit else by_key[key])
     return out
 
 
@@ -112,11 +132,15 @@ def score_split(rows: list[dict[str, Any]]) -> dict[str, float]:
             for name, group in sorted(groups.items()):
                 sub = M.pairwise_accuracy([r["pred"] for r in group], [r["label"] for r in group])
                 out[f"{task}/by/{name}/pairwise_tau"] = sub.tau
+            if "format_valid" in pair[0]:
+                out[f"{task}/format_valid"] = float(np.mean([r["format_valid"] for r in pair]))
+                judged = [r["correct"] for r in pair if r["label"] != M.TIE]
+                out[f"{task}/cot_accuracy"] = float(np.mean(judged)) if judged else math.nan
         if point:
             sp = M.spearman([r["score_pred"] for r in point], [r["score"] for r in point])
             out[f"{task}/pointwise_spearman"] = sp.rho
             out[f"{task}/pointwise_unparseable"] = sp.unparseable_rate
-    for key in (*PAIRWISE_KEYS, "pointwise_spearman"):
+    for key in (*PAIRWISE_KEYS, *COT_KEYS, "pointwise_spearman"):
         values = [out[f"{t}/{key}"] for t in TASKS if f"{t}/{key}" in out]
         if values:
             # nan propagates on purpose: a task with no usable verdict must not look fine.
@@ -129,46 +153,56 @@ def predict(model, processor, records: list[Record], root: Path, config: Evaluat
     from unireward.judge.infer import generate_texts
 
     shown = presented_order(records, config.swap_seed)
-    prompts, index = [], []
+    # (messages, images), key, max_new_tokens: CoT answers need room to think.
+    jobs: dict[int, list[tuple[Any, tuple[int, int]]]] = defaultdict(list)
     for i, r in enumerate(shown):
-        variants = [r, swap_record(r)] if r.mode == Mode.PAIRWISE else [r]
-        for j, v in enumerate(variants):
-            prompts.append((prompt_messages(v), record_images(v, root)))
-            index.append((i, j))
-    texts = generate_texts(
-        model,
-        processor,
-        prompts,
-        max_new_tokens=config.max_new_tokens,
-        batch_size=config.batch_size,
-    )
-    outputs: dict[tuple[int, int], str] = dict(zip(index, texts, strict=True))
-    rows = []
-    for i, r in enumerate(shown):
-        task, mode = parse_task(r.task), parse_mode(r.mode)
-        row = {
-            "id": r.id,
-            "split": r.split,
-            "task": task,
-            "mode": mode,
-            "breakdown": _breakdown(r),
-            "text": outputs[(i, 0)],
-        }
-        if mode == Mode.PAIRWISE:
-            first = contract.parse_pairwise(outputs[(i, 0)], task)
-            second = contract.parse_pairwise(outputs[(i, 1)], task)
+        pairwise = r.mode == Mode.PAIRWISE
+        cot = config.cot and pairwise
+        budget = config.cot_max_new_tokens if cot else config.max_new_tokens
+        for j, v in enumerate([r, swap_record(r)] if pairwise else [r]):
+            jobs[budget].append(((prompt_messages(v, cot=cot), record_images(v, root)), (i, j)))
+    outputs: dict[tuple[int, int], str] = {}
+    for budget, batch in jobs.items():
+        texts = generate_texts(
+            model,
+            processor,
+            [prompt for prompt, _ in batch],
+            max_new_tokens=budget,
+            batch_size=config.batch_size,
+        )
+        outputs.update(zip((key for _, key in batch), texts, strict=True))
+    return [_row(r, outputs[(i, 0)], outputs.get((i, 1)), config.cot) for i, r in enumerate(shown)]
+
+
+def _row(r: Record, text: str, text_swapped: str | None, cot: bool) -> dict[str, Any]:
+    task, mode = parse_task(r.task), parse_mode(r.mode)
+    row = {
+        "id": r.id,
+        "split": r.split,
+        "task": task,
+        "mode": mode,
+        "breakdown": _breakdown(r),
+        "text": text,
+    }
+    if mode == Mode.PAIRWISE:
+        first = contract.parse_pairwise(text, task, cot=cot)
+        second = contract.parse_pairwise(text_swapped, task, cot=cot)
+        row.update(
+            label=contract.label_to_preferred(task, r.label),
+            pred=first.preferred,
+            pred_swapped=second.preferred,
+            text_swapped=text_swapped,
+            reason=first.reason,
+        )
+        if cot:
             row.update(
-                label=contract.label_to_preferred(task, r.label),
-                pred=first.preferred,
-                pred_swapped=second.preferred,
-                text_swapped=outputs[(i, 1)],
-                reason=first.reason,
+                format_valid=float(np.mean(format_reward([text, text_swapped]))),
+                correct=is_correct(text, r.label),
             )
-        else:
-            parsed = contract.parse_pointwise(outputs[(i, 0)], task)
-            row.update(score=r.score, score_pred=parsed.score, reason=parsed.reason)
-        rows.append(row)
-    return rows
+    else:
+        parsed = contract.parse_pointwise(text, task)
+        row.update(score=r.score, score_pred=parsed.score, reason=parsed.reason)
+    return row
 
 
 def compute_metrics(rows: list[dict[str, Any]], config: EvaluateConfig) -> dict[str, float]:
@@ -226,7 +260,8 @@ def run(
     pd.DataFrame(rows).to_parquet(output_dir / "predictions.parquet")
     plot(metrics, output_dir / "metrics.png", f"{name}: {config.primary_split}")
     tracker = make_tracker(config.tracking_uri, config.experiment)
-    with tracker.start_run(f"evaluate-{name}", tags={"stage": "evaluate", "model": name}):
+    tags = {"stage": "evaluate", "model": name, "mode": "cot" if config.cot else "direct"}
+    with tracker.start_run(f"evaluate-{name}", tags=tags):
         tracker.log_params({"evaluate": to_dict(config), "model_dir": str(model_dir)})
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
         tracker.log_artifacts(output_dir, "evaluate")

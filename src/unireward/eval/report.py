@@ -47,12 +47,15 @@ def format_comparison(
     judge: Mapping[str, float],
     tasks: tuple[str, ...] = tuple(TASKS),
     primary: str = "eval_seen",
+    names: tuple[str, str] = ("base", "judge"),
 ) -> str:
-    """Per split and task: base -> judge for each headline metric, one row per task plus mean."""
+    """Per split and task: base -> judge for each headline metric, one row per task plus mean.
+
+    `names` label the two sides in the header (e.g. ("judge", "think") for the cold start)."""
     by_split_base, by_split_judge = split_metrics(base, primary), split_metrics(judge, primary)
     splits = sorted(set(by_split_base) | set(by_split_judge), key=lambda s: (s != primary, s))
     header = f"{'split':<12} {'task':<20}" + "".join(f"  {title:>12}" for _, title in COLUMNS)
-    lines = [header + "   (base -> judge)", "-" * len(header)]
+    lines = [header + f"   ({names[0]} -> {names[1]})", "-" * len(header)]
     for split in splits:
         b, j = by_split_base.get(split, {}), by_split_judge.get(split, {})
         rows = [(task, f"{task}/") for task in tasks]

@@ -122,7 +122,7 @@ def tokenizer_corpus(cfg: shapes.ShapesConfig, n_perception: int = 2000) -> list
         for record in shapes.generate(small, Path(tmp)):
             texts.extend(_record_texts(record))
             if record.mode == Mode.PAIRWISE and record.label in PAIR_ANSWERS[task_of(record)]:
-                texts.append(teacher.teacher_cot(record, rng, error_rate=0.0))
+                texts.append(teacher.teacher_cot(record, rng, error_rate=0.0, style="scores"))
     for _ in range(n_perception):
         ex = shapes.perception_example(rng, small)
         texts.extend([ex.question, ex.answer])

@@ -1,0 +1,55 @@
+"""Kubeflow component of stage 4, `cold_start`: distil teacher CoT judgements, keep the correct
+ones, SFT the unified judge on them (UnifiedReward-Think, stage 1).
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
+def cold_start(
+    config: dict,
+    judge: Input[Model],
+    dataset: Input[Dataset],
+    think_judge: Output[Model],
+    distillation: Output[Dataset],
+):
+    """`think_judge` is the checkpoint directory; `distillation` holds every teacher reply with
+    its status and reason (teacher_outputs.jsonl), the kept CoT rows and summary.json.
+
+    With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) the stage works in a directory there
+    keyed by the artifact URI, so a retried task reuses the distillation (no second teacher
+    bill) and resumes training from its last checkpoint.
+    """
+    import hashlib
+    import os
+    import shutil
+    from pathlib import Path
+
+    from unireward.config import from_dict
+    from unireward.think import cold_start as stage
+
+    cfg = from_dict(stage.ColdStartConfig, config, where="cold_start")
+    out, root = Path(think_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
+    key = hashlib.sha256(think_judge.uri.encode()).hexdigest()[:16]
+    work = Path(root) / key if root else out
+    result = stage.run(cfg, Path(judge.path), Path(dataset.path), work)
+    shutil.copytree(work / stage.DISTILL, Path(distillation.path), dirs_exist_ok=True)
+    if work != out:
+        shutil.copytree(work, out, dirs_exist_ok=True)
+        shutil.rmtree(work)
+    think_judge.metadata.update(
+        {"global_step": result.train.global_step, "kept": result.kept, "items": result.items}
+    )
+    distillation.metadata.update(
+        {
+            "items": result.items,
+            "kept": result.kept,
+            "rejected_fraction": result.rejected_fraction,
+            "failed_fraction": result.failed_fraction,
+        }
+    )
