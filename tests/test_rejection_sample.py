@@ -134,3 +134,26 @@ def test_vllm_backend_without_serve_venv_fails_naming_the_fix(
     with pytest.raises(FileNotFoundError, match="make serve-venv"):
         run(config, tiny_model_dir, shapes_dataset, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
+
+
+@pytest.mark.integration  # starts a real vLLM server (~40 s)
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="run `make serve-venv` (make test does)")
+def test_vllm_backend_samples_k_per_item_like_the_transformers_one(
+    shapes_dataset: Path, tmp_path: Path
+) -> None:
+    # The shipped base (head_dim 32: vLLM's CPU attention needs >= 32; the test preset is smaller).
+    config = _config(backend="vllm", vllm_python=str(VLLM_PYTHON), k=3, max_new_tokens=16,
+                     max_items_per_task=1, tasks=["image_generation", "video_understanding"])
+    result = run(config, ROOT / "models" / "base-tiny", shapes_dataset, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").open()]
+    assert result.items == 2 and result.samples == len(rows) == 6
+    assert [r["sample"] for r in rows] == [0, 1, 2, 0, 1, 2]
+    assert all(isinstance(r["text"], str) for r in rows)
+    # k samples at temperature 1 differ (the shipped base writes a few distinct tokens at least)
+    assert len({r["text"] for r in rows[:3]}) > 1
+    missed = [i for i in ("0", "1") if not any(r["correct"] for r in rows[int(i) * 3 :][:3])]
+    assert result.hard == len(missed) and (tmp_path / "vllm.log").exists()

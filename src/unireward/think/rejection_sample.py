@@ -29,9 +29,11 @@ Tests: tests/test_rejection_sample.py.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,14 +145,11 @@ def require_vllm(config: RejectionSampleConfig) -> Path:
     return python
 
 
-def sample_vllm(
-    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig, log: Path
-) -> list[list[str]]:
-    """k sampled CoT texts per item from vLLM's server: one chat request with `n=k` per item."""
-    import openai
-
+@contextlib.contextmanager
+def vllm_server(model_dir: Path, config: RejectionSampleConfig, log: Path) -> Iterator[Any]:
+    """vLLM's OpenAI-compatible server on loopback serving `model_dir`, for this block only
+    (`serving.serve`: launch, wait until ready, SIGTERM the process group on the way out)."""
     from unireward.serving import serve
-    from unireward.serving.client import openai_messages, query_from_record
 
     require_vllm(config)
     serve_config = serve.ServeConfig(
@@ -159,31 +158,44 @@ def sample_vllm(
         startup_timeout_s=config.vllm_startup_timeout_s,
         max_num_seqs=max(64, config.k),
     )
-    key = secrets.token_urlsafe(24)  # a loopback server that lives as long as this call
+    key = secrets.token_urlsafe(24)  # lives as long as the server; never leaves this process
     server = serve.launch(serve_config, Path(model_dir).resolve(), log, key)
     try:
         serve.wait_ready(server, serve_config.startup_timeout_s)
-        client = openai.OpenAI(base_url=server.base_url, api_key=key, timeout=600, max_retries=2)
-
-        def ask(index: int) -> list[str]:
-            query = query_from_record(items[index], root)
-            messages = openai_messages(
-                query.task, Mode.PAIRWISE, query.prompt, query.media, query.responses, cot=True
-            )
-            reply = client.chat.completions.create(
-                model=serve_config.served_model_name,
-                messages=messages,
-                n=config.k,
-                temperature=config.temperature,
-                max_tokens=config.max_new_tokens,
-                seed=config.seed + index,
-            )
-            return [c.message.content or "" for c in sorted(reply.choices, key=lambda c: c.index)]
-
-        with ThreadPoolExecutor(max_workers=config.vllm_max_concurrency) as pool:
-            return list(pool.map(ask, range(len(items))))
+        yield server
     finally:
         serve.stop(server, serve_config.shutdown_timeout_s)
+
+
+def sample_from_server(
+    server, items: list[Record], root: Path, config: RejectionSampleConfig
+) -> list[list[str]]:
+    """k sampled CoT texts per item: one chat request with `n=k` per item (vLLM prefills the
+    prompt once for the k samples), at most `vllm_max_concurrency` requests in flight."""
+    import openai
+
+    from unireward.serving.client import openai_messages, query_from_record
+
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, timeout=600,
+                           max_retries=2)
+
+    def ask(index: int) -> list[str]:
+        query = query_from_record(items[index], root)
+        messages = openai_messages(
+            query.task, Mode.PAIRWISE, query.prompt, query.media, query.responses, cot=True
+        )
+        reply = client.chat.completions.create(
+            model=server.served_model_name,
+            messages=messages,
+            n=config.k,
+            temperature=config.temperature,
+            max_tokens=config.max_new_tokens,
+            seed=config.seed + index,
+        )
+        return [c.message.content or "" for c in sorted(reply.choices, key=lambda c: c.index)]
+
+    with ThreadPoolExecutor(max_workers=config.vllm_max_concurrency) as pool:
+        return list(pool.map(ask, range(len(items))))
 
 
 def sample(
@@ -191,7 +203,8 @@ def sample(
 ) -> list[list[str]]:
     """[len(items)][k] CoT texts from the configured backend."""
     if config.backend == "vllm":
-        return sample_vllm(model_dir, items, root, config, work / "vllm.log")
+        with vllm_server(model_dir, config, work / "vllm.log") as server:
+            return sample_from_server(server, items, root, config)
     return sample_transformers(model_dir, items, root, config)
 
 
