@@ -165,6 +165,7 @@ def grpo_args(config: GrpoConfig, output_dir: Path):
         disable_tqdm=True,
         save_only_model=False,
         deepspeed=config.deepspeed or None,
+        ddp_backend="gloo" if config.device == "cpu" and config.deepspeed else None,
     )
 
 
@@ -173,9 +174,10 @@ def train_grpo(model, processor, dataset, config: GrpoConfig, output_dir: Path, 
     import torch
     from trl import GRPOTrainer
 
-    from unireward.training import restore_weights
+    from unireward.training import init_deepspeed_on_cpu, restore_weights
 
     torch.set_num_threads(config.threads)
+    init_deepspeed_on_cpu(config.deepspeed, config.device)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but no CUDA device is visible; set device: cpu")
     trainer = GRPOTrainer(
@@ -262,12 +264,14 @@ def run(
         "train_seconds": round(seconds, 1),
         "reward_curve": curve,
     }
+    state_dict, main = None, True
     if trainer is not None and config.deepspeed:
-        _save_deepspeed(trainer, processor, output_dir, info)
-    else:
+        # A collective: every process asks, ZeRO-3 gathers the shards to the main process.
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        main = trainer.accelerator.is_main_process
+    if main:
         model.to("cpu")
-        save_checkpoint(model, processor, output_dir, extra=info)
-    if trainer is None or trainer.accelerator.is_main_process:
+        save_checkpoint(model, processor, output_dir, extra=info, state_dict=state_dict)
         (output_dir / "train_log.json").write_text(json.dumps(history, indent=1))
         if curve:
             plot_curve(history, output_dir / "reward_curve.png")
@@ -284,18 +288,6 @@ def run(
         reward_last=curve[-1][1] if curve else nan,
         log_history=history,
     )
-
-
-def _save_deepspeed(trainer, processor, output_dir: Path, info: dict) -> None:
-    """Under ZeRO-3 the weights are partitioned across processes: the Trainer gathers them
-    (every process must call it); the main process then writes processor and unireward.json."""
-    from unireward.model.tiny import save_processor
-
-    trainer.save_model(str(output_dir))
-    trainer.accelerator.wait_for_everyone()
-    if trainer.accelerator.is_main_process:
-        save_processor(processor, output_dir)
-        (output_dir / "unireward.json").write_text(json.dumps(info, indent=2, sort_keys=True))
 
 
 def _track(config: GrpoConfig, history: list, prompts: int, skipped, output_dir: Path) -> None:

@@ -76,6 +76,8 @@ def run(
     else:
         stream = record_stream(rows, Path(dataset_dir), config.train.seed, cot=True)
         outcome = train_sft(model, processor, stream, config.train, output_dir, callbacks)
+        if not outcome.is_main_process:  # DeepSpeed: the main process writes the outputs
+            return RsSftResult(output_dir, len(rows), None, outcome)
     model.to("cpu")
     info = {
         "stage": "rs_sft",
@@ -88,7 +90,7 @@ def run(
         "resumed_from": outcome.resumed_from,
         "train_seconds": round(outcome.train_seconds, 1),
     }
-    save_checkpoint(model, processor, output_dir, extra=info)
+    save_checkpoint(model, processor, output_dir, extra=info, state_dict=outcome.state_dict)
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
     discard_checkpoints(output_dir)
     tracker = make_tracker(config.tracking_uri, config.experiment)
