@@ -5,15 +5,14 @@ and a real `unireward grpo` process killed with SIGKILL resumes from its last ch
     .venv/bin/pytest tests/test_grpo.py -q
 
 The tiny random judge never writes a well-formed CoT, so every reward would be 0 and GRPO's
-advantages (reward minus the group mean) would be 0: no signal. The `format_judge` fixture first
-SFTs it for a few seconds on `<think>x</think><answer>Image k is better</answer>` with k = 1 or
-2 at random, so it writes the format and answers at chance. The easy hard set is the pairs
-whose solution is "Image 1 is better": the reward can rise from ~1.5 (format) towards 2.
+advantages (reward minus the group mean) would be 0: no signal. The `format_judge` fixture
+(conftest.py) first SFTs it for a few seconds on short well-formed CoTs with random verdicts, so
+it writes the format and answers at chance; `easy_samples` is a hard set whose solution is always
+"Image 1 is better": the reward can rise from ~1.5 (format) towards 2.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -27,54 +26,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from conftest import image_generation_pairs as _pairs
 from unireward.config import from_dict
-from unireward.data.schema import read_records, write_records
+from unireward.data.schema import write_records
 from unireward.think.grpo import HARD, GrpoConfig, grpo_rows, reward_curve, run
-from unireward.training import CHECKPOINTS, TrainParams, latest_checkpoint
-
-IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
-
-
-def _pairs(dataset: Path) -> list:
-    return [
-        r
-        for r in read_records(dataset)
-        if r.split == "train" and r.task == "image_generation" and r.mode == "pairwise"
-        and r.label in (IMG1, IMG2)
-    ]
-
-
-@pytest.fixture(scope="module")
-def format_judge(tiny_model_dir: Path, shapes_dataset: Path, tmp_path_factory) -> Path:
-    """The tiny judge after 100 SFT steps on short well-formed CoTs with random verdicts."""
-    from unireward.judge.unified_sft import record_stream
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
-    from unireward.training import train_sft
-
-    rows = [
-        dataclasses.replace(
-            r, id=f"{r.id}-{k}", label=k, cot=f"<think>x</think><answer>{k}</answer>"
-        )
-        for r in _pairs(shapes_dataset)
-        for k in (IMG1, IMG2)
-    ]
-    out = tmp_path_factory.mktemp("format_judge")
-    model, processor = load_checkpoint(tiny_model_dir)
-    params = TrainParams(max_steps=100, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0,
-                         save_steps=1000, logging_steps=50)
-    train_sft(model, processor, record_stream(rows, shapes_dataset, 0, cot=True), params,
-              out / "work")
-    return save_checkpoint(model, processor, out / "judge")
-
-
-@pytest.fixture(scope="module")
-def easy_samples(shapes_dataset: Path, tmp_path_factory) -> Path:
-    """A rejection_sample output whose hard set is the pairs with solution "Image 1 is better"."""
-    out = tmp_path_factory.mktemp("samples")
-    hard = [r for r in _pairs(shapes_dataset) if r.label == IMG1]
-    assert len(hard) == 2
-    write_records(hard, out / HARD)
-    return out
+from unireward.training import CHECKPOINTS, latest_checkpoint
 
 
 def _config(**kw) -> GrpoConfig:

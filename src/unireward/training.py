@@ -78,6 +78,17 @@ class TrainOutcome:
     # process is the one that writes.
     state_dict: dict[str, Any] | None = None
     is_main_process: bool = True
+    world_size: int = 1
+    zero_stage: int | None = None  # DeepSpeed ZeRO stage, None without DeepSpeed
+
+
+def distributed_info(trainer) -> dict[str, Any]:
+    """How a Trainer ran: processes, and the ZeRO stage when under DeepSpeed."""
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    return {
+        "world_size": trainer.accelerator.num_processes,
+        "zero_stage": plugin.zero_stage if plugin is not None else None,
+    }
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -229,4 +240,5 @@ def train_sft(
         if params.deepspeed
         else None,
         is_main_process=trainer.accelerator.is_main_process,
+        **distributed_info(trainer),
     )

@@ -42,7 +42,12 @@ from typing import Any
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.rewards import accuracy_reward, format_reward
-from unireward.training import CHECKPOINTS, discard_checkpoints, latest_checkpoint
+from unireward.training import (
+    CHECKPOINTS,
+    discard_checkpoints,
+    distributed_info,
+    latest_checkpoint,
+)
 
 HARD = "hard"  # rejection_sample's hard set, under its output directory
 # The rewards GRPO optimises, summed with equal weight (DESIGN.md "GRPO rewards").
@@ -263,6 +268,7 @@ def run(
         "resumed_from": resumed,
         "train_seconds": round(seconds, 1),
         "reward_curve": curve,
+        **(distributed_info(trainer) if trainer is not None else {}),
     }
     state_dict, main = None, True
     if trainer is not None and config.deepspeed:

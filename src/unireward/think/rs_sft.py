@@ -89,6 +89,8 @@ def run(
         "global_step": outcome.global_step,
         "resumed_from": outcome.resumed_from,
         "train_seconds": round(outcome.train_seconds, 1),
+        "world_size": outcome.world_size,
+        "zero_stage": outcome.zero_stage,
     }
     save_checkpoint(model, processor, output_dir, extra=info, state_dict=outcome.state_dict)
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
