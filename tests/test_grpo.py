@@ -26,11 +26,21 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import image_generation_pairs as _pairs
 from unireward.config import from_dict
-from unireward.data.schema import write_records
+from unireward.data.schema import read_records, write_records
 from unireward.think.grpo import HARD, GrpoConfig, grpo_rows, reward_curve, run
 from unireward.training import CHECKPOINTS, latest_checkpoint
+
+IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
+
+
+def _pairs(dataset: Path) -> list:
+    return [
+        r
+        for r in read_records(dataset)
+        if r.split == "train" and r.task == "image_generation" and r.mode == "pairwise"
+        and r.label in (IMG1, IMG2)
+    ]
 
 
 def _config(**kw) -> GrpoConfig:

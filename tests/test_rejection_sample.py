@@ -48,7 +48,10 @@ SPLITS = [
     ([_cot(IMG2), "Image 1 is better", _cot(IMG2)], IMG1, 0, 1, [], True),  # wrong x3 -> hard
     ([_cot(IMG1), _cot(IMG2), _cot(IMG2)], IMG1, 1, 1, [_cot(IMG1)], True),  # "most" wrong
     ([_cot(IMG1), _cot(IMG1), _cot(IMG2)], IMG1, 1, 1, [_cot(IMG1)], False),
-    ([f"<answer>{IMG1}</answer>"] * 3, IMG1, 0, 1, [f"<answer>{IMG1}</answer>"], False),
+    # right answers without a well-formed CoT: not SFT data, and not hard either
+    ([f"<answer>{IMG1}</answer>"] * 3, IMG1, 0, 1, [], False),
+    ([f"<think>x<answer>{IMG1}</answer>", _cot(IMG1), _cot(IMG2)], IMG1, 0, 2, [_cot(IMG1)],
+     False),
 ]
 
 

@@ -15,8 +15,9 @@ ones become CoT SFT data, the pairs it keeps getting wrong become GRPO data
      `.venv-serve` (`make serve-venv`) on the checkpoint, and each item is one chat request
      with `n=k` (vLLM shares the prompt's prefill across the k samples).
 3. **Judge the samples** with `rewards.is_correct`, the predicate behind GRPO's accuracy reward
-   and CoT evaluation. An item is *hard* when at most `hard_max_correct` of its k samples are
-   correct (0: wrong every time, the paper's choice).
+   and CoT evaluation. A sample is kept for SFT when it is correct and well formed
+   (`rewards.format_reward`: both GRPO rewards are 1). An item is *hard* when at most
+   `hard_max_correct` of its k samples are correct (0: wrong every time, the paper's choice).
 
 Outputs in `output_dir`: `samples.jsonl` (every sample: item, text, format-valid, correct),
 `correct/records.parquet` (up to `keep_per_item` distinct correct CoTs per item, canonical
@@ -228,8 +229,9 @@ def split_samples(
     """Judge every sample with `rewards.is_correct` (pure).
 
     items: [N] labelled pairwise records, texts: [N][k] -> rows [N*k]; correct: up to
-    `keep_per_item` distinct correct texts per item (as records with `cot`); hard: the items
-    with at most `hard_max_correct` correct samples.
+    `keep_per_item` distinct texts per item that are correct (`is_correct`) and well formed
+    (`format_reward`), as records with `cot`; hard: the items with at most `hard_max_correct`
+    correct samples.
 
     >>> # k=3, texts right/wrong/right on item A and wrong x3 on item B, hard_max_correct=0:
     >>> # correct = [A with the first right text], hard = [B]
@@ -247,7 +249,10 @@ def split_samples(
              "text": t, "format_valid": bool(v), "correct": c}
             for j, (t, v, c) in enumerate(zip(samples, valid, right, strict=True))
         )
-        kept = list(dict.fromkeys(t for t, c in zip(samples, right, strict=True) if c))
+        # SFT targets must be well formed too (a right <answer> after a cut-off <think> is not
+        # a CoT to imitate): kept = both rewards 1. "Hard" counts right answers only.
+        usable = [t for t, c, v in zip(samples, right, valid, strict=True) if c and v]
+        kept = list(dict.fromkeys(usable))
         correct.extend(
             dataclasses.replace(record, id=f"{record.id}-rs{j}", cot=t)
             for j, t in enumerate(kept[: config.keep_per_item])
