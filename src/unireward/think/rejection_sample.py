@@ -24,7 +24,9 @@ Outputs in `output_dir`: `samples.jsonl` (every sample: item, text, format-valid
 records with `cot` set: rs_sft's data), `hard/records.parquet` (the hard items, canonical, label
 = the exact solution: grpo's data) and `hard/grpo.jsonl` (the same items in the published GRPO
 format `{id, problem, solution, images}`, `ingest`'s `grpo` reader reads it back), and
-`summary.json` (counts, per task). Media paths stay relative to the input dataset.
+`summary.json` (counts, per task; `judgements_per_s` over the whole sampling call, the vLLM
+server's start-up included: `make bench-rs` times the backends without it). Media paths stay
+relative to the input dataset.
 Tests: tests/test_rejection_sample.py.
 """
 
