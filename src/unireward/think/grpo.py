@@ -175,7 +175,10 @@ def grpo_args(config: GrpoConfig, output_dir: Path):
 
 
 def train_grpo(model, processor, dataset, config: GrpoConfig, output_dir: Path, callbacks=None):
-    """Train `model` in place; resume from the newest checkpoint. -> (trainer state, resumed)."""
+    """Train `model` in place, resuming from the newest checkpoint in `output_dir`.
+
+    -> (global_step, log_history, the checkpoint resumed from or None, the trainer).
+    """
     import torch
     from trl import GRPOTrainer
 
