@@ -153,7 +153,8 @@ bench-serve: venv serve-venv
 
 # Rejection-sampling throughput (bench/rs_bench.py): vllm vs batched vs one-at-a-time generate.
 bench-rs: venv serve-venv
-	OMP_NUM_THREADS=1 $(BIN)/python bench/rs_bench.py --items 16 --k 4 --repeats 3
+	OMP_NUM_THREADS=1 $(BIN)/python bench/rs_bench.py --items 8 --k 4 --repeats 3 --min-new-tokens 120 \
+		--json build/bench-rs.json
 
 # Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
 pretrain-base: venv

@@ -1,13 +1,18 @@
 """Benchmark: rejection-sampling throughput (sampled CoT judgements/s) of the three backends of
 `unireward.think.rejection_sample`, same model, same prompts, one run on this machine.
 
-    make bench-rs        # = python bench/rs_bench.py --items 16 --k 4 --repeats 3
+    make bench-rs        # = python bench/rs_bench.py --items 8 --k 4 --repeats 3 \
+                         #       --min-new-tokens 120
     python bench/rs_bench.py --items 8 --k 4 --repeats 3 --json build/bench-rs.json
 
 - one: transformers `generate`, one prompt at a time (what the published inference scripts do);
 - batched: transformers `generate`, `--batch-size` prompts per call (left padding);
 - vllm: vLLM's CPU server from .venv-serve (`make serve-venv`), one chat request with `n=k` per
   item, `--concurrency` in flight. Server start-up is timed apart and not in the rate.
+
+`--min-new-tokens N` keeps every backend from ending a sample before N tokens: the shipped base
+writes a few tokens and stops, so without it the rate is mostly prefill; `make bench-rs` asks
+for 120 (a CoT judgement's length). The rate is judgements/s either way.
 
 Each method samples k CoT judgements (temperature 1, at most `--max-new-tokens` tokens) for
 `--items` labelled image-generation pairs of the shapes world, `--repeats` times; every repeat
@@ -48,6 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--items", type=int, default=16, help="pairs per repeat")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=160)
+    parser.add_argument("--min-new-tokens", type=int, default=0,
+                        help="no end token before this many (equal-length samples)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     methods = args.methods.split(",")
     base = from_dict(rs.RejectionSampleConfig, {
         "k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+        "min_new_tokens": args.min_new_tokens,
         "vllm_max_concurrency": args.concurrency,
         "vllm_python": str(ROOT / ".venv-serve" / "bin" / "python"), "tracking_uri": "null",
     })
@@ -108,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("ratios vs one-at-a-time: " + ", ".join(
             f"{m} {r['ratio_vs_one']:.2f}x" for m, r in results.items()))
     report = {"model": str(args.model), "items": args.items, "k": args.k,
-              "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+              "max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens,
+              "repeats": args.repeats,
               "batch_size": args.batch_size, "concurrency": args.concurrency,
               "results": results}
     if args.json:

