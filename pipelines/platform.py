@@ -23,9 +23,9 @@ from pathlib import Path
 
 from kfp import dsl, kubernetes
 
-GPU_STAGES = ("unified_sft", "cold_start", "evaluate")
+GPU_STAGES = ("unified_sft", "cold_start", "rejection_sample", "rs_sft", "grpo", "evaluate")
 # Training stages: their checkpoints go to the PVC so a retried task resumes.
-TRAIN_STAGES = ("unified_sft", "cold_start")
+TRAIN_STAGES = ("unified_sft", "cold_start", "rs_sft", "grpo")
 MLFLOW_CLIENT_LABEL = "unireward.io/mlflow-client"
 # Secret keys -> env names; the Secrets are made by infra/ (examples in infra/base/secrets).
 MLFLOW_SECRET_KEYS = {
@@ -58,6 +58,9 @@ class StageResources:
     validate: Resources = Resources("1", "4Gi")
     unified_sft: Resources = Resources("8", "64Gi", gpus=1)
     cold_start: Resources = Resources("8", "64Gi", gpus=1)
+    rejection_sample: Resources = Resources("8", "64Gi", gpus=1)
+    rs_sft: Resources = Resources("8", "64Gi", gpus=1)
+    grpo: Resources = Resources("8", "64Gi", gpus=1)
     evaluate: Resources = Resources("4", "32Gi", gpus=1)
     register: Resources = Resources("1", "2Gi")
 

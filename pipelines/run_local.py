@@ -27,7 +27,15 @@ OFFLINE_ENV = {
     "DVC_NO_ANALYTICS": "1",
 }
 # Stages whose configs take `tracking_uri` (None there would mean "sqlite under the cwd").
-TRACKED_STAGES = ("ingest", "cold_start", "evaluate", "register")
+TRACKED_STAGES = (
+    "ingest",
+    "cold_start",
+    "rejection_sample",
+    "rs_sft",
+    "grpo",
+    "evaluate",
+    "register",
+)
 
 
 @dataclasses.dataclass
@@ -35,6 +43,8 @@ class LocalRun:
     base_metrics: dict[str, float]
     judge_metrics: dict[str, float]
     think_metrics: dict[str, float]  # the cold-start judge, pairwise in CoT mode
+    rs_metrics: dict[str, float]  # + rejection sampling (rs_sft), CoT mode
+    grpo_metrics: dict[str, float]  # + GRPO, CoT mode
     registration: dict[str, Any]
     aliases: list[str]
     seconds: float
@@ -104,6 +114,8 @@ def run_pipeline(
         base_metrics=_metrics(task.outputs["base_evaluation"].path),
         judge_metrics=_metrics(task.outputs["judge_evaluation"].path),
         think_metrics=_metrics(task.outputs["think_evaluation"].path),
+        rs_metrics=_metrics(task.outputs["rs_evaluation"].path),
+        grpo_metrics=_metrics(task.outputs["grpo_evaluation"].path),
         registration=registration,
         aliases=_aliases(uri, registration["model_name"], registration["version"]),
         seconds=seconds,
@@ -127,6 +139,14 @@ def describe(run: LocalRun) -> str:
             "cold start (UnifiedReward-Think stage 1), pairwise in CoT mode:",
             format_comparison(run.judge_metrics, run.think_metrics, names=("judge", "think")),
             _format_valid(run.think_metrics),
+            "",
+            "+ rejection sampling (rs_sft), pairwise in CoT mode:",
+            format_comparison(run.think_metrics, run.rs_metrics, names=("think", "rs")),
+            _format_valid(run.rs_metrics),
+            "",
+            "+ GRPO, pairwise in CoT mode:",
+            format_comparison(run.rs_metrics, run.grpo_metrics, names=("rs", "grpo")),
+            _format_valid(run.grpo_metrics),
             "",
             f"registered: {reg['model_name']} version {reg['version']} "
             f"aliases {run.aliases or '[]'} (promoted: {reg['promoted']})",

@@ -1,6 +1,8 @@
 """The UnifiedReward pipeline:
 ingest -> validate -> unified_sft -> evaluate(base) || evaluate(judge) -> register,
-                                  \-> cold_start -> evaluate(think, CoT mode).
+                                  \-> cold_start -> rejection_sample -> rs_sft -> grpo,
+                                      with evaluate(think | rs | grpo, CoT mode) after each
+                                      training stage (the UnifiedReward-Think ablation).
 
     python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
     python -m pipelines.run_local --profile quick
@@ -24,8 +26,11 @@ from typing import Any, NamedTuple
 
 from components.cold_start import cold_start
 from components.evaluate import evaluate
+from components.grpo import grpo
 from components.ingest import ingest
 from components.register import register
+from components.rejection_sample import rejection_sample
+from components.rs_sft import rs_sft
 from components.unified_sft import unified_sft
 from components.validate import validate
 from kfp import dsl
@@ -36,7 +41,17 @@ PIPELINE_NAME = "unireward"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_MODEL = PROJECT_ROOT / "models" / "base-tiny"
 # The stages of this DAG, in order; each takes the params.yaml section of the same name.
-STAGES = ("ingest", "validate", "unified_sft", "cold_start", "evaluate", "register")
+STAGES = (
+    "ingest",
+    "validate",
+    "unified_sft",
+    "cold_start",
+    "rejection_sample",
+    "rs_sft",
+    "grpo",
+    "evaluate",
+    "register",
+)
 
 
 def stage_configs(
@@ -68,6 +83,8 @@ class Outputs(NamedTuple):
     base_evaluation: dsl.Artifact
     judge_evaluation: dsl.Artifact
     think_evaluation: dsl.Artifact
+    rs_evaluation: dsl.Artifact
+    grpo_evaluation: dsl.Artifact
     registration: dsl.Artifact
 
 
@@ -85,6 +102,9 @@ def build_pipeline(deploy: DeployConfig):
         validate_config: dict,
         unified_sft_config: dict,
         cold_start_config: dict,
+        rejection_sample_config: dict,
+        rs_sft_config: dict,
+        grpo_config: dict,
         evaluate_config: dict,
         register_config: dict,
     ) -> NamedTuple(
@@ -92,6 +112,8 @@ def build_pipeline(deploy: DeployConfig):
         base_evaluation=dsl.Artifact,
         judge_evaluation=dsl.Artifact,
         think_evaluation=dsl.Artifact,
+        rs_evaluation=dsl.Artifact,
+        grpo_evaluation=dsl.Artifact,
         registration=dsl.Artifact,
     ):
         base = dsl.importer(
@@ -126,6 +148,36 @@ def build_pipeline(deploy: DeployConfig):
             cot=True,
         ).set_display_name("evaluate-think")
 
+        # Stage 2: the cold-start judge samples k CoT judgements per pair; SFT on the correct
+        # ones, then (stage 3) GRPO on the pairs it missed. Each judge is scored in CoT mode.
+        sampled = rejection_sample(
+            config=rejection_sample_config, judge=think.outputs["think_judge"], dataset=dataset
+        ).set_display_name("rejection_sample")
+        samples = sampled.outputs["samples"]
+        rs = rs_sft(
+            config=rs_sft_config,
+            judge=think.outputs["think_judge"],
+            samples=samples,
+            dataset=dataset,
+        ).set_display_name("rs_sft")
+        eval_rs = evaluate(
+            config=evaluate_config,
+            model=rs.outputs["rs_judge"],
+            dataset=dataset,
+            name="rs",
+            cot=True,
+        ).set_display_name("evaluate-rs")
+        rl = grpo(
+            config=grpo_config, judge=rs.outputs["rs_judge"], samples=samples, dataset=dataset
+        ).set_display_name("grpo")
+        eval_grpo = evaluate(
+            config=evaluate_config,
+            model=rl.outputs["think_judge"],
+            dataset=dataset,
+            name="grpo",
+            cot=True,
+        ).set_display_name("evaluate-grpo")
+
         registered = register(
             config=register_config,
             model=judge,
@@ -138,9 +190,14 @@ def build_pipeline(deploy: DeployConfig):
             ("validate", checked),
             ("unified_sft", sft),
             ("cold_start", think),
+            ("rejection_sample", sampled),
+            ("rs_sft", rs),
+            ("grpo", rl),
             ("evaluate", eval_base),
             ("evaluate", eval_judge),
             ("evaluate", eval_think),
+            ("evaluate", eval_rs),
+            ("evaluate", eval_grpo),
             ("register", registered),
         ):
             apply(task, stage, deploy)
@@ -149,6 +206,8 @@ def build_pipeline(deploy: DeployConfig):
             base_evaluation=eval_base.outputs["evaluation"],
             judge_evaluation=eval_judge.outputs["evaluation"],
             think_evaluation=eval_think.outputs["evaluation"],
+            rs_evaluation=eval_rs.outputs["evaluation"],
+            grpo_evaluation=eval_grpo.outputs["evaluation"],
             registration=registered.outputs["registration"],
         )
 

@@ -3,6 +3,7 @@ per session (no downloads: the tokenizer is trained here, the weights are random
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -61,3 +62,58 @@ def vl_inputs():
         return processor(text=[text], images=images, return_tensors="pt")
 
     return make
+
+
+# --------------------------------------------------------------------------- GRPO fixtures
+
+IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
+
+
+def image_generation_pairs(dataset: Path) -> list:
+    """The labelled (non-tied) image-generation pairs of the train split."""
+    from unireward.data.schema import read_records
+
+    return [
+        r
+        for r in read_records(dataset)
+        if r.split == "train" and r.task == "image_generation" and r.mode == "pairwise"
+        and r.label in (IMG1, IMG2)
+    ]
+
+
+@pytest.fixture(scope="session")
+def format_judge(tiny_model_dir: Path, shapes_dataset: Path, tmp_path_factory) -> Path:
+    """The tiny judge after 100 SFT steps on short well-formed CoTs with random verdicts."""
+    from unireward.judge.unified_sft import record_stream
+    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.training import TrainParams, train_sft
+
+    rows = [
+        dataclasses.replace(
+            r, id=f"{r.id}-{k}", label=k, cot=f"<think>x</think><answer>{k}</answer>"
+        )
+        for r in image_generation_pairs(shapes_dataset)
+        for k in (IMG1, IMG2)
+    ]
+    out = tmp_path_factory.mktemp("format_judge")
+    model, processor = load_checkpoint(tiny_model_dir)
+    params = TrainParams(max_steps=100, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0,
+                         save_steps=1000, logging_steps=50)
+    train_sft(model, processor, record_stream(rows, shapes_dataset, 0, cot=True), params,
+              out / "work")
+    return save_checkpoint(model, processor, out / "judge")
+
+
+@pytest.fixture(scope="session")
+def easy_samples(shapes_dataset: Path, tmp_path_factory) -> Path:
+    """A rejection_sample output whose hard set is the pairs with solution "Image 1 is better"."""
+    from unireward.data.schema import write_records
+    from unireward.think.grpo import HARD
+
+    out = tmp_path_factory.mktemp("samples")
+    hard = [r for r in image_generation_pairs(shapes_dataset) if r.label == IMG1]
+    assert len(hard) == 2
+    write_records(hard, out / HARD)
+    return out
+
+

@@ -16,7 +16,19 @@ from typer.testing import CliRunner
 from unireward.cli import app
 from unireward.eval.report import format_comparison, split_metrics
 
-STAGES = ("pretrain_base", "ingest", "validate", "unified_sft", "evaluate", "register", "serve")
+STAGES = (
+    "pretrain_base",
+    "ingest",
+    "validate",
+    "unified_sft",
+    "cold_start",
+    "rejection_sample",
+    "rs_sft",
+    "grpo",
+    "evaluate",
+    "register",
+    "serve",
+)
 runner = CliRunner()
 
 

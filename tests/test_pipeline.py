@@ -21,6 +21,9 @@ STAGE_COMPONENTS = (
     "validate",
     "unified_sft",
     "cold_start",
+    "rejection_sample",
+    "rs_sft",
+    "grpo",
     "evaluate",
     "register",
 )
@@ -81,6 +84,11 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         "register": ["evaluate-judge", "unified_sft"],
         "cold_start": ["unified_sft", "validate"],
         "evaluate-think": ["cold_start", "validate"],
+        "rejection_sample": ["cold_start", "validate"],
+        "rs_sft": ["cold_start", "rejection_sample", "validate"],
+        "evaluate-rs": ["rs_sft", "validate"],
+        "grpo": ["rejection_sample", "rs_sft", "validate"],
+        "evaluate-grpo": ["grpo", "validate"],
     }
     # register consumes the judge's evaluation and checkpoint, not the base model's.
     by_display = {display[n]: t for n, t in tasks.items()}
@@ -95,6 +103,19 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
     think_params = by_display["evaluate-think"]["inputs"]["parameters"]
     assert think_params["cot"]["runtimeValue"]["constant"] is True
     assert "cot" not in by_display["evaluate-judge"]["inputs"]["parameters"]
+    # rejection sampling -> rs_sft -> grpo: each starts from the judge before it, and grpo
+    # trains on rejection_sample's hard set; their evaluations are in CoT mode.
+    def producer(task: str, name: str) -> str:
+        ref = by_display[task]["inputs"]["artifacts"][name]["taskOutputArtifact"]
+        return display[ref["producerTask"]]
+
+    assert producer("rejection_sample", "judge") == "cold_start"
+    assert producer("rs_sft", "judge") == "cold_start"
+    assert producer("rs_sft", "samples") == "rejection_sample"
+    assert producer("grpo", "judge") == "rs_sft"
+    assert producer("grpo", "samples") == "rejection_sample"
+    for task in ("evaluate-rs", "evaluate-grpo"):
+        assert by_display[task]["inputs"]["parameters"]["cot"]["runtimeValue"]["constant"] is True
 
 
 def test_compiled_defaults_are_the_profile_configs(tmp_path: Path) -> None:
@@ -104,7 +125,7 @@ def test_compiled_defaults_are_the_profile_configs(tmp_path: Path) -> None:
     for profile in ("quick", "full"):
         inputs = _compiled(tmp_path, profile)["root"]["inputDefinitions"]["parameters"]
         assert inputs["base_model_uri"]["defaultValue"] == "s3://bucket/base"
-        for stage in ("ingest", "validate", "unified_sft", "cold_start", "evaluate", "register"):
+        for stage in STAGE_COMPONENTS[1:]:
             default = inputs[f"{stage}_config"]["defaultValue"]
             assert default == json.loads(json.dumps(stage_section(params, stage, profile)))
 
@@ -136,6 +157,9 @@ TINY = {
         "train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1},
         "max_items_per_task": 1,
     },
+    "rejection_sample": {"k": 2, "max_items_per_task": 1, "max_new_tokens": 8},
+    "rs_sft": {"train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1}},
+    "grpo": {"num_generations": 2, "max_steps": 2, "save_steps": 2, "max_completion_length": 8},
     "evaluate": {"max_per_task_mode": 2, "batch_size": 8, "cot_max_new_tokens": 8},
 }
 
@@ -196,6 +220,22 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert (distilled[0] / "teacher_outputs.jsonl").read_text().count("\n") == 8  # 4 x 2 orders
     assert 0 <= run.think_metrics["image_generation/format_valid"] <= 1
     assert "image_generation/format_valid" not in run.judge_metrics
+    # rejection sampling on the cold-start judge, then rs_sft and grpo, each scored in CoT mode
+    [samples] = list((tmp_path / "kfp").glob("unireward-*/rejection-sample/samples"))
+    summary = json.loads((samples / "summary.json").read_text())
+    assert summary["items"] == 4 and summary["samples"] == 8  # 4 tasks x 1 item x k=2
+    assert (samples / "samples.jsonl").read_text().count("\n") == 8
+    [rs_dir] = list((tmp_path / "kfp").glob("unireward-*/rs-sft/rs_judge"))
+    rs_info = json.loads((rs_dir / "unireward.json").read_text())
+    assert rs_info["examples"] == summary["kept"]
+    assert rs_info["global_step"] == (2 if summary["kept"] else 0)
+    [grpo_dir] = list((tmp_path / "kfp").glob("unireward-*/grpo/think_judge"))
+    grpo_info = json.loads((grpo_dir / "unireward.json").read_text())
+    assert grpo_info["stage"] == "grpo" and grpo_info["judge"].endswith("rs-sft/rs_judge")
+    assert grpo_info["prompts"] == summary["hard"]
+    assert grpo_info["global_step"] == (2 if summary["hard"] else 0)
+    for metrics in (run.rs_metrics, run.grpo_metrics):
+        assert 0 <= metrics["image_generation/format_valid"] <= 1
     # cold_start tracked its distillation and training to the run's MLflow store
     from unireward.tracking import MlflowTracker
 
@@ -207,4 +247,5 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert tracked.data.metrics["items"] == 8 and "rejected_fraction" in tracked.data.metrics
     text = describe(run)
     assert "eval_unseen" in text and f"version {run.registration['version']}" in text
+    assert "(think -> rs)" in text and "(rs -> grpo)" in text
     assert "(judge -> think)" in text and "format-valid (eval_seen): image_generation" in text

@@ -7,6 +7,12 @@
         --output-dir runs/unified_sft
     unireward cold_start --judge runs/unified_sft --dataset runs/validate \
         --output-dir runs/cold_start
+    unireward rejection_sample --judge runs/cold_start --dataset runs/validate \
+        --output-dir runs/rejection_sample [--backend one|batched|vllm]
+    unireward rs_sft --judge runs/cold_start --samples runs/rejection_sample \
+        --dataset runs/validate --output-dir runs/rs_sft
+    unireward grpo --judge runs/rs_sft --samples runs/rejection_sample \
+        --dataset runs/validate --output-dir runs/grpo
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
     unireward register --model runs/unified_sft --metrics runs/eval/metrics.json \
         --output-dir runs/register
@@ -202,6 +208,76 @@ def cold_start(
         typer.echo(f"cold_start failed: {err}", err=True)
         raise typer.Exit(code=1) from None
     _echo("cold_start", result, {"steps": result.train.global_step})
+
+
+Judge = Annotated[
+    Path, typer.Option("--judge", help="Judge checkpoint to start from (the previous stage's).")
+]
+Samples = Annotated[
+    Path, typer.Option("--samples", help="rejection_sample's output directory.")
+]
+
+
+@app.command("rejection_sample")
+def rejection_sample(
+    judge: Judge = Path("runs/cold_start"),
+    dataset: Dataset = Path("runs/validate"),
+    output_dir: OutputDir = Path("runs/rejection_sample"),
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="one | batched | vllm (overrides the config).")
+    ] = None,
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 5: k CoT judgements per pair; correct ones -> SFT data, missed pairs -> GRPO data."""
+    from unireward.think import rejection_sample as stage
+
+    config = _load(stage.RejectionSampleConfig, "rejection_sample", profile, params)
+    if backend is not None:
+        with _user_errors():
+            config = dataclasses.replace(config, backend=backend)
+    _require(judge, dataset)
+    with _user_errors():
+        result = stage.run(config, judge, dataset, output_dir)
+    _echo("rejection_sample", result)
+
+
+@app.command("rs_sft")
+def rs_sft(
+    judge: Judge = Path("runs/cold_start"),
+    samples: Samples = Path("runs/rejection_sample"),
+    dataset: Dataset = Path("runs/validate"),
+    output_dir: OutputDir = Path("runs/rs_sft"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 6: SFT the judge on its own correct CoT judgements (rejection_sample's)."""
+    from unireward.think import rs_sft as stage
+
+    config = _load(stage.RsSftConfig, "rs_sft", profile, params)
+    _require(judge, samples, dataset)
+    with _user_errors():
+        result = stage.run(config, judge, samples, dataset, output_dir)
+    _echo("rs_sft", result, {"steps": result.train.global_step})
+
+
+@app.command("grpo")
+def grpo(
+    judge: Judge = Path("runs/rs_sft"),
+    samples: Samples = Path("runs/rejection_sample"),
+    dataset: Dataset = Path("runs/validate"),
+    output_dir: OutputDir = Path("runs/grpo"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 7: GRPO on the pairs the judge missed, reward = format + accuracy."""
+    from unireward.think import grpo as stage
+
+    config = _load(stage.GrpoConfig, "grpo", profile, params)
+    _require(judge, samples, dataset)
+    with _user_errors():
+        result = stage.run(config, judge, samples, dataset, output_dir)
+    _echo("grpo", result)
 
 
 @app.command("evaluate")

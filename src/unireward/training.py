@@ -48,6 +48,9 @@ class TrainParams:
     threads: int = 1
     device: str = "cpu"
     dataloader_workers: int = 0
+    # A DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json); "" = none. Launch with
+    # torchrun / accelerate for more than one process (on CPU the processes talk over gloo).
+    deepspeed: str = ""
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -70,6 +73,22 @@ class TrainOutcome:
     resumed_from: str | None
     log_history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    # Under DeepSpeed: the full weights gathered from every process (None elsewhere), to save
+    # instead of the model's own (ZeRO-3 leaves each process a shard), and whether this
+    # process is the one that writes.
+    state_dict: dict[str, Any] | None = None
+    is_main_process: bool = True
+    world_size: int = 1
+    zero_stage: int | None = None  # DeepSpeed ZeRO stage, None without DeepSpeed
+
+
+def distributed_info(trainer) -> dict[str, Any]:
+    """How a Trainer ran: processes, and the ZeRO stage when under DeepSpeed."""
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    return {
+        "world_size": trainer.accelerator.num_processes,
+        "zero_stage": plugin.zero_stage if plugin is not None else None,
+    }
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -126,6 +145,23 @@ def restore_weights(model, checkpoint: Path) -> None:
     model.load_state_dict(saved.state_dict(), strict=True)
 
 
+def init_deepspeed_on_cpu(deepspeed: str, device: str) -> None:
+    """DeepSpeed on CPU: start its communication layer over gloo before the Trainer does.
+
+    With `use_cpu` accelerate sets up a gloo process group (MULTI_CPU) but skips DeepSpeed's own
+    init, so `deepspeed.initialize` later sees a world of 1 while the Trainer sized the batch for
+    the launcher's world (measured: "train_batch_size 4 != 2 * 1 * 1"). Initialising
+    deepspeed.comm first makes both agree. A no-op without DeepSpeed or on CUDA.
+    """
+    import os
+
+    if not deepspeed or device != "cpu" or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return
+    import deepspeed as ds
+
+    ds.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
+
+
 def train_sft(
     model,
     processor,
@@ -141,6 +177,7 @@ def train_sft(
     from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(params.threads)
+    init_deepspeed_on_cpu(params.deepspeed, params.device)
     use_cpu = params.device == "cpu"
     if not use_cpu and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but no CUDA device is visible; set device: cpu")
@@ -169,6 +206,8 @@ def train_sft(
         dataloader_num_workers=params.dataloader_workers,
         disable_tqdm=True,
         save_only_model=False,
+        deepspeed=params.deepspeed or None,
+        ddp_backend="gloo" if use_cpu and params.deepspeed else None,
     )
     trainer = SFTTrainer(
         model=model,
@@ -179,9 +218,10 @@ def train_sft(
     )
     resume = latest_checkpoint(output_dir)
     if resume is not None:
-        restore_weights(model, resume)
+        if not params.deepspeed:  # DeepSpeed restores its own (partitioned) weights
+            restore_weights(model, resume)
         state = json.loads((resume / "trainer_state.json").read_text())
-        if state["global_step"] >= params.max_steps:
+        if state["global_step"] >= params.max_steps and not params.deepspeed:
             # Nothing left to train. (Trainer.train would still run one more step.)
             return TrainOutcome(
                 global_step=state["global_step"],
@@ -195,4 +235,10 @@ def train_sft(
         resumed_from=str(resume) if resume else None,
         log_history=list(trainer.state.log_history),
         train_seconds=time.perf_counter() - start,
+        # A collective: every process must ask (ZeRO-3 gathers the shards to the main one).
+        state_dict=trainer.accelerator.get_state_dict(trainer.model_wrapped)
+        if params.deepspeed
+        else None,
+        is_main_process=trainer.accelerator.is_main_process,
+        **distributed_info(trainer),
     )

@@ -24,9 +24,14 @@ from unireward.config import from_dict, load_params  # noqa: E402
 GPU_TASKS = {
     "unified_sft": "unified_sft",
     "cold_start": "cold_start",
+    "rejection_sample": "rejection_sample",
+    "rs_sft": "rs_sft",
+    "grpo": "grpo",
     "evaluate-base": "evaluate",
     "evaluate-judge": "evaluate",
     "evaluate-think": "evaluate",
+    "evaluate-rs": "evaluate",
+    "evaluate-grpo": "evaluate",
 }
 CPU_TASKS = {"ingest": "ingest", "validate": "validate", "register": "register"}
 

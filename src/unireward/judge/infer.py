@@ -22,12 +22,14 @@ def generate_texts(
     prompts: Sequence[Prompt],
     *,
     max_new_tokens: int = 16,
+    min_new_tokens: int = 0,
     batch_size: int = 32,
     do_sample: bool = False,
     temperature: float = 1.0,
     seed: int = 0,
 ) -> list[str]:
-    """Decode one completion per (messages, images) prompt, special tokens stripped."""
+    """Decode one completion per (messages, images) prompt, special tokens stripped.
+    `min_new_tokens` > 0 suppresses the end token until then (benchmarks: equal lengths)."""
     import torch
 
     tokenizer = processor.tokenizer
@@ -51,6 +53,7 @@ def generate_texts(
                 out = model.generate(
                     **inputs,
                     max_new_tokens=max_new_tokens,
+                    min_new_tokens=min_new_tokens or None,
                     do_sample=do_sample,
                     temperature=temperature if do_sample else None,
                     top_p=None,

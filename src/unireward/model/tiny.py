@@ -402,12 +402,19 @@ def load_processor(model_dir: Path):
     return _with_partwise_save(processor)
 
 
-def save_checkpoint(model, processor, out_dir: Path, extra: dict[str, Any] | None = None) -> Path:
-    """Save model (safetensors) and processor; `extra` is written to unireward.json."""
+def save_checkpoint(
+    model,
+    processor,
+    out_dir: Path,
+    extra: dict[str, Any] | None = None,
+    state_dict: dict[str, Any] | None = None,
+) -> Path:
+    """Save model (safetensors) and processor; `extra` is written to unireward.json.
+    `state_dict`: weights to save instead of the model's own (gathered from DeepSpeed ZeRO-3)."""
     import json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
     save_processor(processor, out_dir)
     if extra is not None:
         (out_dir / "unireward.json").write_text(json.dumps(extra, indent=2, sort_keys=True))

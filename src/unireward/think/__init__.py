@@ -1,2 +1,3 @@
-"""UnifiedReward-Think stages: cold start (CoT distillation from a teacher VLM), then later
-rejection sampling and GRPO (shared/DESIGN.md stages 4-7)."""
+"""UnifiedReward-Think stages (shared/DESIGN.md stages 4-7): `cold_start` (CoT distillation from
+a teacher VLM, then SFT), `rejection_sample` (k CoT samples per pair: correct ones and hard
+pairs), `rs_sft` (SFT on the correct ones) and `grpo` (RL on the hard pairs)."""

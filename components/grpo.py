@@ -1,0 +1,47 @@
+"""Kubeflow component of stage 7, `grpo`: TRL GRPO on the pairs the judge missed in rejection
+sampling, reward = format + accuracy (UnifiedReward-Think, stage 3).
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
+def grpo(
+    config: dict,
+    judge: Input[Model],
+    samples: Input[Dataset],
+    dataset: Input[Dataset],
+    think_judge: Output[Model],
+):
+    """`think_judge` is the checkpoint directory (train_log.json and reward_curve.png with it).
+    With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) training runs in a directory there
+    keyed by the artifact URI, so a retried task resumes from its last checkpoint."""
+    import hashlib
+    import math
+    import os
+    import shutil
+    from pathlib import Path
+
+    from unireward.config import from_dict
+    from unireward.think import grpo as stage
+
+    cfg = from_dict(stage.GrpoConfig, config, where="grpo")
+    out, root = Path(think_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
+    key = hashlib.sha256(think_judge.uri.encode()).hexdigest()[:16]
+    work = Path(root) / key if root else out
+    result = stage.run(cfg, Path(judge.path), Path(samples.path), Path(dataset.path), work)
+    if work != out:
+        shutil.copytree(work, out, dirs_exist_ok=True)
+        shutil.rmtree(work)
+    meta = {"global_step": result.global_step, "prompts": result.prompts,
+            "skipped": result.skipped or ""}
+    for name in ("reward_first", "reward_last"):
+        value = getattr(result, name)
+        if not math.isnan(value):
+            meta[name] = value
+    think_judge.metadata.update(meta)

@@ -1,0 +1,42 @@
+"""Kubeflow component of stage 6, `rs_sft`: TRL SFT of the judge on its own correct CoT
+judgements from rejection sampling (UnifiedReward-Think, stage 2).
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
+def rs_sft(
+    config: dict,
+    judge: Input[Model],
+    samples: Input[Dataset],
+    dataset: Input[Dataset],
+    rs_judge: Output[Model],
+):
+    """`rs_judge` is the checkpoint directory. With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a
+    cluster) training runs in a directory there keyed by the artifact URI, so a retried task
+    resumes from its last checkpoint."""
+    import hashlib
+    import os
+    import shutil
+    from pathlib import Path
+
+    from unireward.config import from_dict
+    from unireward.think import rs_sft as stage
+
+    cfg = from_dict(stage.RsSftConfig, config, where="rs_sft")
+    out, root = Path(rs_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
+    work = Path(root) / hashlib.sha256(rs_judge.uri.encode()).hexdigest()[:16] if root else out
+    result = stage.run(cfg, Path(judge.path), Path(samples.path), Path(dataset.path), work)
+    if work != out:
+        shutil.copytree(work, out, dirs_exist_ok=True)
+        shutil.rmtree(work)
+    rs_judge.metadata.update(
+        {"global_step": result.train.global_step, "examples": result.examples,
+         "skipped": result.skipped or ""}
+    )

