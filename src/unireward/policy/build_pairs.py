@@ -157,10 +157,14 @@ def judge_candidates(judge, cands: Sequence[Candidates], swap: bool):
         counts["pair_unparseable"] += jd.verdict.preferred is None
         counts["swap_disagreements"] += bool(jd.disagree)
         counts["request_errors"] += jd.error is not None
+    values = set()
     for (k, i), res in zip(score_index, scored, strict=True):
         scores[k][i] = res.score.score
+        values.add(res.score.score)
         counts["scores_asked"] += 1
         counts["scores_unparseable"] += res.score.score is None
+    # A judge that gives every answer the same score cannot sift: worth seeing at a glance.
+    counts["score_distinct_values"] = len(values - {None})
     return verdicts, scores, dict(counts)
 
 
@@ -305,13 +309,18 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
         return [{"role": m["role"], "content": [{"type": p["type"], "text": p.get("text")}
                                                 for p in m["content"]]} for m in messages]
     rows = [{**r, "prompt": fill(r["prompt"])} for r in rows]
-    Dataset.from_list(rows, features=features).to_parquet(str(path))
+    ds = (Dataset.from_list(rows, features=features) if rows
+          else Dataset.from_dict({k: [] for k in features}, features=features))
+    ds.to_parquet(str(path))
 
 
 def load_pairs(path: Path):
     """`pairs.parquet` back as a datasets.Dataset (images as PIL), prompt parts cleaned."""
+    import pyarrow.parquet as pq
     from datasets import Dataset
 
+    if pq.read_metadata(str(path)).num_rows == 0:  # datasets refuses an empty parquet file
+        return Dataset.from_list([])
     ds = Dataset.from_parquet(str(path))
 
     def clean(row):
@@ -342,7 +351,8 @@ def pair_statistics(
         "kept": len(rows),
         **{k: judge_counts.get(k, 0) for k in ("pairs_judged", "pair_ties", "pair_unparseable",
                                                "swap_disagreements", "request_errors",
-                                               "scores_asked", "scores_unparseable")},
+                                               "scores_asked", "scores_unparseable",
+                                               "score_distinct_values")},
     }
     if rows:
         stats["kept_chosen_correct"] = sum(r["chosen_correct"] for r in rows) / len(rows)
