@@ -27,7 +27,16 @@ OFFLINE_ENV = {
     "DVC_NO_ANALYTICS": "1",
 }
 # Stages whose configs take `tracking_uri` (None there would mean "sqlite under the cwd").
-TRACKED_STAGES = ("ingest", "cold_start", "evaluate", "register")
+TRACKED_STAGES = (
+    "ingest",
+    "cold_start",
+    "evaluate",
+    "register",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
+    "register_policy",
+)
 
 
 @dataclasses.dataclass
@@ -37,6 +46,9 @@ class LocalRun:
     think_metrics: dict[str, float]  # the cold-start judge, pairwise in CoT mode
     registration: dict[str, Any]
     aliases: list[str]
+    pair_stats: dict[str, Any]  # build_pairs' stats.json
+    policy_metrics: dict[str, float]  # evaluate_policy: before / after / delta
+    policy_registration: dict[str, Any]
     seconds: float
     pipeline_root: Path
 
@@ -60,12 +72,14 @@ def run_pipeline(
     base_model_uri: str | None = None,
     pipeline_root: Path | None = None,
     tracking_uri: str | None = None,
+    policy_model_uri: str | None = None,
 ) -> LocalRun:
     """Run the DAG with kfp.local; raise if any task fails."""
     from kfp import local
 
     from pipelines.unireward_pipeline import (
         DEFAULT_BASE_MODEL,
+        DEFAULT_POLICY_MODEL,
         PROJECT_ROOT,
         stage_configs,
         unireward_pipeline,
@@ -80,6 +94,11 @@ def run_pipeline(
         raise FileNotFoundError(
             f"base checkpoint {base_model} not found; build it with `make pretrain-base`"
         )
+    policy_model = Path(policy_model_uri or DEFAULT_POLICY_MODEL).resolve()
+    if not (policy_model / "config.json").is_file():
+        raise FileNotFoundError(
+            f"policy checkpoint {policy_model} not found; build it with `make pretrain-policy`"
+        )
     pipeline_root = (pipeline_root or PROJECT_ROOT / "runs" / "kfp").resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
 
@@ -93,19 +112,27 @@ def run_pipeline(
         # Expected locally: images and display names are cluster settings the runner ignores.
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
-        task = unireward_pipeline(base_model_uri=str(base_model), **configs)
+        task = unireward_pipeline(
+            base_model_uri=str(base_model), policy_model_uri=str(policy_model), **configs
+        )
     seconds = time.perf_counter() - start
 
     registration = json.loads(
         (Path(task.outputs["registration"].path) / "registration.json").read_text()
     )
     uri = configs["register_config"]["tracking_uri"]
+    policy_registration = json.loads(
+        (Path(task.outputs["policy_registration"].path) / "registration.json").read_text()
+    )
     return LocalRun(
         base_metrics=_metrics(task.outputs["base_evaluation"].path),
         judge_metrics=_metrics(task.outputs["judge_evaluation"].path),
         think_metrics=_metrics(task.outputs["think_evaluation"].path),
         registration=registration,
         aliases=_aliases(uri, registration["model_name"], registration["version"]),
+        pair_stats=json.loads((Path(task.outputs["pairs"].path) / "stats.json").read_text()),
+        policy_metrics=_metrics(task.outputs["policy_evaluation"].path),
+        policy_registration=policy_registration,
         seconds=seconds,
         pipeline_root=pipeline_root,
     )
@@ -116,8 +143,17 @@ def _format_valid(metrics: dict[str, float]) -> str:
     return "format-valid (eval_seen): " + ", ".join(f"{k[:-13]} {v:.2f}" for k, v in rates.items())
 
 
+def _pairs_line(stats: dict[str, Any]) -> str:
+    keys = ("kept", "dropped_single_answer", "dropped_no_decided_pair", "dropped_chosen_not_better",
+            "pair_ties", "pair_unparseable", "swap_disagreements")
+    return f"build_pairs (judge: {stats.get('judge')}, {stats.get('prompts')} prompts): " + ", ".join(
+        f"{k} {stats.get(k)}" for k in keys
+    )
+
+
 def describe(run: LocalRun) -> str:
     from unireward.eval.report import format_comparison
+    from unireward.policy.evaluate_policy import format_table
 
     reg = run.registration
     return "\n".join(
@@ -131,6 +167,12 @@ def describe(run: LocalRun) -> str:
             f"registered: {reg['model_name']} version {reg['version']} "
             f"aliases {run.aliases or '[]'} (promoted: {reg['promoted']})",
             *(f"  gate: {reason}" for reason in reg["reasons"]),
+            "",
+            _pairs_line(run.pair_stats),
+            "policy before -> after DPO (held-out shapes-world questions, exact match):",
+            format_table(run.policy_metrics),
+            f"registered policy: {run.policy_registration['model_name']} version "
+            f"{run.policy_registration['version']} (promoted: {run.policy_registration['promoted']})",
             f"artifacts: {run.pipeline_root}",
             f"wall time: {run.seconds:.1f} s",
         ]
