@@ -144,10 +144,18 @@ def _format_valid(metrics: dict[str, float]) -> str:
 
 
 def _pairs_line(stats: dict[str, Any]) -> str:
-    keys = ("kept", "dropped_single_answer", "dropped_no_decided_pair", "dropped_chosen_not_better",
-            "pair_ties", "pair_unparseable", "swap_disagreements")
-    return f"build_pairs (judge: {stats.get('judge')}, {stats.get('prompts')} prompts): " + ", ".join(
-        f"{k} {stats.get(k)}" for k in keys
+    keys = (
+        "kept",
+        "dropped_single_answer",
+        "dropped_no_decided_pair",
+        "dropped_chosen_not_better",
+        "pair_ties",
+        "pair_unparseable",
+        "swap_disagreements",
+    )
+    return (
+        f"build_pairs (judge: {stats.get('judge')}, {stats.get('prompts')} prompts): "
+        + ", ".join(f"{k} {stats.get(k)}" for k in keys)
     )
 
 
@@ -155,7 +163,7 @@ def describe(run: LocalRun) -> str:
     from unireward.eval.report import format_comparison
     from unireward.policy.evaluate_policy import format_table
 
-    reg = run.registration
+    reg, pol = run.registration, run.policy_registration
     return "\n".join(
         [
             format_comparison(run.base_metrics, run.judge_metrics),
@@ -171,8 +179,8 @@ def describe(run: LocalRun) -> str:
             _pairs_line(run.pair_stats),
             "policy before -> after DPO (held-out shapes-world questions, exact match):",
             format_table(run.policy_metrics),
-            f"registered policy: {run.policy_registration['model_name']} version "
-            f"{run.policy_registration['version']} (promoted: {run.policy_registration['promoted']})",
+            f"registered policy: {pol['model_name']} version {pol['version']} "
+            f"(promoted: {pol['promoted']})",
             f"artifacts: {run.pipeline_root}",
             f"wall time: {run.seconds:.1f} s",
         ]

@@ -31,12 +31,18 @@ def test_build_pairs_serves_the_judge_and_counts_every_verdict(tmp_path: Path) -
 
     key_env = "UNIREWARD_TEST_PAIRS_KEY"
     os.environ.pop(key_env, None)  # the stage makes its own key for its own server
-    serve_cfg = ServeConfig(api_key_env=key_env, vllm_python=str(VLLM_PYTHON), max_num_seqs=16,
-                            max_images_per_prompt=4, max_image_pixels=112 * 112,
-                            startup_timeout_s=240)
+    serve_cfg = ServeConfig(
+        api_key_env=key_env,
+        vllm_python=str(VLLM_PYTHON),
+        max_num_seqs=16,
+        max_images_per_prompt=4,
+        max_image_pixels=112 * 112,
+        startup_timeout_s=240,
+    )
     cfg = BuildPairsConfig(judge="served", prompts=12, samples=6, tracking_uri="null")
-    result = run(cfg, ROOT / "models" / "policy-tiny", tmp_path, ROOT / "models" / "base-tiny",
-                 serve_cfg)
+    result = run(
+        cfg, ROOT / "models" / "policy-tiny", tmp_path, ROOT / "models" / "base-tiny", serve_cfg
+    )
     stats = result.stats
     assert stats["request_errors"] == 0 and stats["pairs_judged"] > 0
     assert stats["scores_asked"] > 0

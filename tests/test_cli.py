@@ -16,7 +16,19 @@ from typer.testing import CliRunner
 from unireward.cli import app
 from unireward.eval.report import format_comparison, split_metrics
 
-STAGES = ("pretrain_base", "ingest", "validate", "unified_sft", "evaluate", "register", "serve")
+STAGES = (
+    "pretrain_base",
+    "ingest",
+    "validate",
+    "unified_sft",
+    "evaluate",
+    "register",
+    "serve",
+    "policy_sft",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
+)
 runner = CliRunner()
 
 
@@ -125,3 +137,26 @@ def test_report_command_and_unknown_task(tmp_path: Path) -> None:
         app, ["report", "--base", str(tmp_path / "x.json"), "--judge", str(judge)]
     )
     assert missing.exit_code == 2 and "x.json" in missing.output
+
+
+def test_build_pairs_judge_choice_is_checked(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    base = ["build_pairs", "--params", str(root / "params.yaml"), "--output-dir", str(tmp_path)]
+    result = runner.invoke(app, [*base, "--judge", "gpt"])
+    assert result.exit_code == 2 and "'gpt'" in result.output and "oracle" in result.output
+    result = runner.invoke(app, base)  # judge: served, no checkpoint, no URL
+    assert result.exit_code == 2 and "--judge-model" in result.output
+
+
+def test_build_pairs_with_the_oracle_from_the_cli(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "build_pairs: {judge: oracle, prompts: 3, samples: 2, tracking_uri: 'null'}\n"
+        "serve: {}\nprofiles: {quick: {}}\n"
+    )
+    result = runner.invoke(app, ["build_pairs", "--params", str(params), "--policy",
+                                 str(root / "models/policy-tiny"), "--output-dir",
+                                 str(tmp_path / "pairs")])
+    assert result.exit_code == 0, result.output
+    assert '"prompts": 3' in result.output and (tmp_path / "pairs" / "pairs.parquet").exists()

@@ -176,8 +176,20 @@ def test_pair_validation_quarantines_bad_rows() -> None:
 
 
 def _dpo_cmd(params: Path, pairs: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "unireward.cli", "dpo", "--params", str(params),
-            "--policy", str(POLICY), "--pairs", str(pairs), "--output-dir", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "unireward.cli",
+        "dpo",
+        "--params",
+        str(params),
+        "--policy",
+        str(POLICY),
+        "--pairs",
+        str(pairs),
+        "--output-dir",
+        str(out),
+    ]
 
 
 def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path: Path) -> None:
@@ -186,14 +198,24 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
     from unireward.training import latest_checkpoint
 
     params = tmp_path / "params.yaml"
-    train = {"max_steps": 12, "batch_size": 2, "save_steps": 2, "logging_steps": 1,
-             "learning_rate": 1e-3}
-    params.write_text(yaml.safe_dump(
-        {"dpo": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}))
+    train = {
+        "max_steps": 12,
+        "batch_size": 2,
+        "save_steps": 2,
+        "logging_steps": 1,
+        "learning_rate": 1e-3,
+    }
+    params.write_text(
+        yaml.safe_dump({"dpo": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}})
+    )
     out = tmp_path / "dpo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_dpo_cmd(params, oracle_pairs, out), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _dpo_cmd(params, oracle_pairs, out),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline:
@@ -209,8 +231,9 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
         proc.wait()
     killed_at = int(latest_checkpoint(out).name.split("-")[1])
     assert killed_at < 12 and not (out / "dpo.json").exists()
-    done = subprocess.run(_dpo_cmd(params, oracle_pairs, out), env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        _dpo_cmd(params, oracle_pairs, out), env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((out / "dpo.json").read_text())
     assert record["trained"] and record["global_step"] == 12
@@ -231,12 +254,16 @@ def test_dpo_without_pairs_fails_or_passes_the_policy_on(tmp_path: Path) -> None
     write_rows([], empty / "pairs.parquet")
     with pytest.raises(ValueError, match="no preference pairs"):
         dpo.run(dpo.DpoConfig(tracking_uri="null"), POLICY, empty, tmp_path / "a")
-    result = dpo.run(dpo.DpoConfig(tracking_uri="null", allow_empty=True), POLICY, empty,
-                     tmp_path / "b")
-    assert not result.trained and json.loads((tmp_path / "b" / "dpo.json").read_text())[
-        "reason"] == "no preference pairs"
+    result = dpo.run(
+        dpo.DpoConfig(tracking_uri="null", allow_empty=True), POLICY, empty, tmp_path / "b"
+    )
+    assert (
+        not result.trained
+        and json.loads((tmp_path / "b" / "dpo.json").read_text())["reason"] == "no preference pairs"
+    )
     assert (tmp_path / "b" / "model.safetensors").read_bytes() == (
-        POLICY / "model.safetensors").read_bytes()
+        POLICY / "model.safetensors"
+    ).read_bytes()
 
 
 # --------------------------------------------------------------------------- evaluate_policy

@@ -76,13 +76,16 @@ class BuildPairsConfig:
         if self.judge not in JUDGE_KINDS:
             raise ValueError(f"build_pairs.judge must be one of {JUDGE_KINDS}, got {self.judge!r}")
         if self.judge_url and not self.judge_url.startswith(("http://", "https://")):
-            raise ValueError(f"build_pairs.judge_url must be http(s)://host:port/v1, got "
-                             f"{self.judge_url!r}")
+            raise ValueError(
+                f"build_pairs.judge_url must be http(s)://host:port/v1, got {self.judge_url!r}"
+            )
         if self.prompts < 1 or self.samples < 2:
             raise ValueError("build_pairs.prompts must be >= 1 and samples >= 2 (a pair needs two)")
         if not 0 < self.temperature <= 2:
-            raise ValueError(f"build_pairs.temperature must be in (0, 2], got {self.temperature}: "
-                             "greedy sampling gives N identical answers")
+            raise ValueError(
+                f"build_pairs.temperature must be in (0, 2], got {self.temperature}: "
+                "greedy sampling gives N identical answers"
+            )
 
 
 @dataclass
@@ -115,8 +118,14 @@ def sample_candidates(policy_dir: Path, config: BuildPairsConfig) -> list[Candid
     model, processor = load_checkpoint(Path(policy_dir))
     questions = make_questions(config.seed, config.prompts, "train", config.image_size)
     answers = answer_questions(
-        model, processor, questions, samples=config.samples, temperature=config.temperature,
-        seed=config.seed, batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
+        model,
+        processor,
+        questions,
+        samples=config.samples,
+        temperature=config.temperature,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        max_new_tokens=config.max_new_tokens,
     )
     out = []
     for q, texts in zip(questions, answers, strict=True):
@@ -139,8 +148,9 @@ def judge_candidates(judge, cands: Sequence[Candidates], swap: bool):
     for k, c in enumerate(cands):
         for i, j in P.pair_up(len(c.texts)):
             pair_index.append((k, i, j))
-            pair_queries.append(PairQuery(task, c.question.question, (c.question.image,),
-                                          (c.texts[i], c.texts[j])))
+            pair_queries.append(
+                PairQuery(task, c.question.question, (c.question.image,), (c.texts[i], c.texts[j]))
+            )
         if len(c.texts) >= 2:
             for i, text in enumerate(c.texts):
                 score_index.append((k, i))
@@ -170,38 +180,54 @@ def judge_candidates(judge, cands: Sequence[Candidates], swap: bool):
 
 @contextlib.contextmanager
 def open_judge(
-    config: BuildPairsConfig, cands: Sequence[Candidates], judge_model: Path | None,
-    serve_config, output_dir: Path,
+    config: BuildPairsConfig,
+    cands: Sequence[Candidates],
+    judge_model: Path | None,
+    serve_config,
+    output_dir: Path,
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
     """The judge for `config.judge`, with provenance; a server this stage starts lives only for
     the `with` block."""
     if config.judge == "oracle":
         from unireward.policy.judges import ShapesOracle
 
-        truth = {image_key(c.question.question, c.question.image): c.question.answer
-                 for c in cands}
+        truth = {image_key(c.question.question, c.question.image): c.question.answer for c in cands}
         yield ShapesOracle(truth), {"judge": "oracle"}
         return
     from unireward.serving import serve
     from unireward.serving.client import ClientConfig, RewardClient
 
     def client(url: str, key: str) -> RewardClient:
-        return RewardClient(ClientConfig(
-            base_url=url, api_key=key, model=serve_config.served_model_name,
-            max_concurrency=config.client.max_concurrency, timeout_s=config.client.timeout_s,
-            max_retries=config.client.max_retries))
+        return RewardClient(
+            ClientConfig(
+                base_url=url,
+                api_key=key,
+                model=serve_config.served_model_name,
+                max_concurrency=config.client.max_concurrency,
+                timeout_s=config.client.timeout_s,
+                max_retries=config.client.max_retries,
+            )
+        )
 
     if config.judge_url:
-        yield client(config.judge_url, serve.api_key_from_env(serve_config)), {
-            "judge": "served", "judge_url": config.judge_url}
+        yield (
+            client(config.judge_url, serve.api_key_from_env(serve_config)),
+            {"judge": "served", "judge_url": config.judge_url},
+        )
         return
     if judge_model is None:
-        raise ValueError("build_pairs with judge: served needs the judge checkpoint "
-                         "(--judge-model) or a running server (judge_url)")
-    with _api_key(serve_config.api_key_env):
-        with serve.run(serve_config, output_dir / "serve", model_dir=Path(judge_model)) as server:
-            yield client(server.base_url, server.api_key), {
-                "judge": "served", "judge_model": str(judge_model)}
+        raise ValueError(
+            "build_pairs with judge: served needs the judge checkpoint "
+            "(--judge-model) or a running server (judge_url)"
+        )
+    with (
+        _api_key(serve_config.api_key_env),
+        serve.run(serve_config, output_dir / "serve", model_dir=Path(judge_model)) as server,
+    ):
+        yield (
+            client(server.base_url, server.api_key),
+            {"judge": "served", "judge_model": str(judge_model)},
+        )
 
 
 @contextlib.contextmanager
@@ -266,14 +292,21 @@ def validate_rows(rows: list[dict[str, Any]]) -> tuple[list[int], dict[int, str]
         }
     )
     suite = [
-        e.ExpectColumnValuesToBeBetween(column="margin", min_value=0, strict_min=True,
-                                        meta={"check": "chosen_score_not_above_rejected"}),
-        e.ExpectColumnValuesToBeBetween(column="n_images", min_value=1, max_value=1,
-                                        meta={"check": "not_one_image"}),
-        e.ExpectColumnValuesToBeBetween(column="chosen_len", min_value=1,
-                                        meta={"check": "empty_chosen"}),
-        e.ExpectColumnValuesToBeBetween(column="rejected_len", min_value=1,
-                                        meta={"check": "empty_rejected"}),
+        e.ExpectColumnValuesToBeBetween(
+            column="margin",
+            min_value=0,
+            strict_min=True,
+            meta={"check": "chosen_score_not_above_rejected"},
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="n_images", min_value=1, max_value=1, meta={"check": "not_one_image"}
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="chosen_len", min_value=1, meta={"check": "empty_chosen"}
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="rejected_len", min_value=1, meta={"check": "empty_rejected"}
+        ),
     ]
     if frame.empty:
         return [], {}
@@ -294,23 +327,47 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
     from datasets import Dataset, Features, Image, Value
     from datasets import List as DList
 
-    msg = DList({"role": Value("string"),
-                 "content": DList({"type": Value("string"), "text": Value("string")})})
-    features = Features({
-        "prompt": msg, "images": DList(Image()), "chosen": msg, "rejected": msg,
-        "chosen_score": Value("float64"), "rejected_score": Value("float64"),
-        "qid": Value("string"), "attribute": Value("string"), "truth": Value("string"),
-        "chosen_correct": Value("bool"), "rejected_correct": Value("bool"),
-        "chosen_count": Value("int64"), "rejected_count": Value("int64"),
-        "provenance": Value("string"),
-    })
+    msg = DList(
+        {
+            "role": Value("string"),
+            "content": DList({"type": Value("string"), "text": Value("string")}),
+        }
+    )
+    features = Features(
+        {
+            "prompt": msg,
+            "images": DList(Image()),
+            "chosen": msg,
+            "rejected": msg,
+            "chosen_score": Value("float64"),
+            "rejected_score": Value("float64"),
+            "qid": Value("string"),
+            "attribute": Value("string"),
+            "truth": Value("string"),
+            "chosen_correct": Value("bool"),
+            "rejected_correct": Value("bool"),
+            "chosen_count": Value("int64"),
+            "rejected_count": Value("int64"),
+            "provenance": Value("string"),
+        }
+    )
+
     # A prompt's content mixes {"type": "image"} and {"type": "text", "text": ...}: one schema.
     def fill(messages):
-        return [{"role": m["role"], "content": [{"type": p["type"], "text": p.get("text")}
-                                                for p in m["content"]]} for m in messages]
+        return [
+            {
+                "role": m["role"],
+                "content": [{"type": p["type"], "text": p.get("text")} for p in m["content"]],
+            }
+            for m in messages
+        ]
+
     rows = [{**r, "prompt": fill(r["prompt"])} for r in rows]
-    ds = (Dataset.from_list(rows, features=features) if rows
-          else Dataset.from_dict({k: [] for k in features}, features=features))
+    ds = (
+        Dataset.from_list(rows, features=features)
+        if rows
+        else Dataset.from_dict({k: [] for k in features}, features=features)
+    )
     ds.to_parquet(str(path))
 
 
@@ -324,9 +381,13 @@ def load_pairs(path: Path):
     ds = Dataset.from_parquet(str(path))
 
     def clean(row):
-        row["prompt"] = [{"role": m["role"], "content": [
-            {k: v for k, v in p.items() if v is not None} for p in m["content"]]}
-            for m in row["prompt"]]
+        row["prompt"] = [
+            {
+                "role": m["role"],
+                "content": [{k: v for k, v in p.items() if v is not None} for p in m["content"]],
+            }
+            for m in row["prompt"]
+        ]
         return row
 
     return ds.map(clean)
@@ -336,23 +397,36 @@ def load_pairs(path: Path):
 
 
 def pair_statistics(
-    cands: Sequence[Candidates], decisions: Sequence[P.PairDecision], judge_counts: dict[str, int],
-    rows: Sequence[dict[str, Any]], quarantined: int,
+    cands: Sequence[Candidates],
+    decisions: Sequence[P.PairDecision],
+    judge_counts: dict[str, int],
+    rows: Sequence[dict[str, Any]],
+    quarantined: int,
 ) -> dict[str, float]:
     status = Counter(d.status for d in decisions)
     stats: dict[str, float] = {
         "prompts": len(cands),
         "distinct_answers_mean": sum(len(c.texts) for c in cands) / max(len(cands), 1),
         "prompts_with_right_answer": sum(
-            any(is_correct(t, c.question.answer) for t in c.texts) for c in cands),
+            any(is_correct(t, c.question.answer) for t in c.texts) for c in cands
+        ),
         **{f"dropped_{s}": status[s] for s in P.STATUSES if s != "kept"},
         "decided_kept": status["kept"],
         "quarantined": quarantined,
         "kept": len(rows),
-        **{k: judge_counts.get(k, 0) for k in ("pairs_judged", "pair_ties", "pair_unparseable",
-                                               "swap_disagreements", "request_errors",
-                                               "scores_asked", "scores_unparseable",
-                                               "score_distinct_values")},
+        **{
+            k: judge_counts.get(k, 0)
+            for k in (
+                "pairs_judged",
+                "pair_ties",
+                "pair_unparseable",
+                "swap_disagreements",
+                "request_errors",
+                "scores_asked",
+                "scores_unparseable",
+                "score_distinct_values",
+            )
+        },
     }
     if rows:
         stats["kept_chosen_correct"] = sum(r["chosen_correct"] for r in rows) / len(rows)
@@ -377,6 +451,11 @@ def run(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     serve_config = serve_config or ServeConfig()
+    if config.judge == "served" and not config.judge_url and judge_model is None:
+        raise ValueError(
+            "build_pairs with judge: served needs the judge checkpoint "
+            "(--judge-model) or a running server (judge_url); or use --judge oracle"
+        )
     cands = sample_candidates(Path(policy_dir), config)
     sampled_s = time.perf_counter() - start
     with open_judge(config, cands, judge_model, serve_config, output_dir) as (judge, source):
@@ -384,21 +463,33 @@ def run(
         verdicts, scores, counts = judge_candidates(judge, cands, config.swap)
         judge_s = time.perf_counter() - judged_at
     decisions = [P.select_pair(v, s) for v, s in zip(verdicts, scores, strict=True)]
-    provenance = {**source, "policy": str(policy_dir), "samples": config.samples,
-                  "temperature": config.temperature, "swap": config.swap}
-    rows = [preference_row(c, d, provenance)
-            for c, d in zip(cands, decisions, strict=True) if d.status == "kept"]
+    provenance = {
+        **source,
+        "policy": str(policy_dir),
+        "samples": config.samples,
+        "temperature": config.temperature,
+        "swap": config.swap,
+    }
+    rows = [
+        preference_row(c, d, provenance)
+        for c, d in zip(cands, decisions, strict=True)
+        if d.status == "kept"
+    ]
     good, bad = validate_rows(rows)
-    pd.DataFrame([{"qid": rows[i]["qid"], "reason": reason} for i, reason in bad.items()],
-                 columns=["qid", "reason"]).to_parquet(output_dir / "quarantine.parquet")
+    pd.DataFrame(
+        [{"qid": rows[i]["qid"], "reason": reason} for i, reason in bad.items()],
+        columns=["qid", "reason"],
+    ).to_parquet(output_dir / "quarantine.parquet")
     kept = [rows[i] for i in good]
     write_rows(kept, output_dir / "pairs.parquet")
     stats = pair_statistics(cands, decisions, counts, kept, len(bad))
     stats.update(sample_seconds=round(sampled_s, 1), judge_seconds=round(judge_s, 1))
     (output_dir / "stats.json").write_text(json.dumps({**stats, **source}, indent=2) + "\n")
     tracker = make_tracker(config.tracking_uri, config.experiment)
-    with tracker.start_run(f"build_pairs-{config.judge}",
-                           tags={"stage": "build_pairs", "judge": config.judge, **(tags or {})}):
+    with tracker.start_run(
+        f"build_pairs-{config.judge}",
+        tags={"stage": "build_pairs", "judge": config.judge, **(tags or {})},
+    ):
         tracker.log_params({"build_pairs": to_dict(config), "policy": str(policy_dir), **source})
         tracker.log_metrics(stats)
         tracker.log_artifact(output_dir / "stats.json")

@@ -37,8 +37,15 @@ from unireward.training import (
 
 
 def _default_train() -> TrainParams:
-    return TrainParams(max_steps=60, batch_size=8, learning_rate=5e-5, warmup_ratio=0.1,
-                       save_steps=30, logging_steps=10, lr_scheduler="constant_with_warmup")
+    return TrainParams(
+        max_steps=60,
+        batch_size=8,
+        learning_rate=5e-5,
+        warmup_ratio=0.1,
+        save_steps=30,
+        logging_steps=10,
+        lr_scheduler="constant_with_warmup",
+    )
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,9 @@ class DpoConfig:
         if not self.beta > 0:
             raise ValueError(f"dpo.beta must be > 0 (published 0.1), got {self.beta}")
         if self.loss_type not in ("sigmoid", "ipo", "hinge", "robust"):
-            raise ValueError(f"dpo.loss_type {self.loss_type!r}: use sigmoid (DPO), ipo, hinge "
-                             "or robust")
+            raise ValueError(
+                f"dpo.loss_type {self.loss_type!r}: use sigmoid (DPO), ipo, hinge or robust"
+            )
 
 
 @dataclass
@@ -118,8 +126,14 @@ def train_dpo(config: DpoConfig, policy_dir: Path, pairs, output_dir: Path, call
     torch.set_num_threads(config.train.threads)
     model, processor = load_checkpoint(policy_dir)
     ref_model, _ = load_checkpoint(policy_dir)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=dpo_args(config, output_dir),
-                         train_dataset=pairs, processing_class=processor, callbacks=callbacks)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=dpo_args(config, output_dir),
+        train_dataset=pairs,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
     resume = latest_checkpoint(output_dir)
     if resume is not None:
         restore_weights(model, resume)
@@ -127,8 +141,13 @@ def train_dpo(config: DpoConfig, policy_dir: Path, pairs, output_dir: Path, call
         if state["global_step"] >= config.train.max_steps:
             return model, processor, state["global_step"], str(resume), state["log_history"]
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    return (model, processor, trainer.state.global_step, str(resume) if resume else None,
-            list(trainer.state.log_history))
+    return (
+        model,
+        processor,
+        trainer.state.global_step,
+        str(resume) if resume else None,
+        list(trainer.state.log_history),
+    )
 
 
 def run(
@@ -147,13 +166,19 @@ def run(
     policy_dir, output_dir = Path(policy_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pairs = load_pairs(Path(pairs_dir) / "pairs.parquet")
-    record: dict[str, Any] = {"stage": "dpo", "config": to_dict(config), "policy": str(policy_dir),
-                              "pairs_dir": str(pairs_dir), "pairs": len(pairs)}
+    record: dict[str, Any] = {
+        "stage": "dpo",
+        "config": to_dict(config),
+        "policy": str(policy_dir),
+        "pairs_dir": str(pairs_dir),
+        "pairs": len(pairs),
+    }
     if len(pairs) == 0:
         if not config.allow_empty:
             raise ValueError(
                 f"{pairs_dir}/pairs.parquet has no preference pairs (see its stats.json: ties, "
-                "chosen <= rejected); set dpo.allow_empty: true to pass the policy on unchanged")
+                "chosen <= rejected); set dpo.allow_empty: true to pass the policy on unchanged"
+            )
         for item in policy_dir.iterdir():  # the policy, unchanged, as this stage's model
             if item.is_file():
                 shutil.copy2(item, output_dir / item.name)
@@ -161,25 +186,45 @@ def run(
         record.update(trained=False, reason="no preference pairs")
     else:
         model, processor, step, resumed, history = train_dpo(
-            config, policy_dir, pairs, output_dir, callbacks)
+            config, policy_dir, pairs, output_dir, callbacks
+        )
         model.to("cpu")
-        result = DpoResult(output_dir, True, len(pairs), step, resumed, _log_loss(history),
-                           time.perf_counter() - start)
-        record.update(trained=True, global_step=step, resumed_from=resumed,
-                      log_history=history)
-        save_checkpoint(model, processor, output_dir, extra={
-            k: v for k, v in record.items() if k != "log_history"})
+        result = DpoResult(
+            output_dir,
+            True,
+            len(pairs),
+            step,
+            resumed,
+            _log_loss(history),
+            time.perf_counter() - start,
+        )
+        record.update(trained=True, global_step=step, resumed_from=resumed, log_history=history)
+        save_checkpoint(
+            model,
+            processor,
+            output_dir,
+            extra={k: v for k, v in record.items() if k != "log_history"},
+        )
         discard_checkpoints(output_dir)
     (output_dir / "dpo.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run("dpo", tags={"stage": "dpo", **(tags or {})}):
         tracker.log_params({"dpo": to_dict(config), "policy": str(policy_dir)})
-        metrics = {"pairs": float(len(pairs)), "trained": float(result.trained),
-                   "global_step": float(result.global_step)}
+        metrics = {
+            "pairs": float(len(pairs)),
+            "trained": float(result.trained),
+            "global_step": float(result.global_step),
+        }
         if result.final_loss is not None:
             metrics["final_loss"] = result.final_loss
         tracker.log_metrics(metrics)
         for h in record.get("log_history", []):
-            tracker.log_metrics({f"train/{k}": float(v) for k, v in h.items()
-                                 if isinstance(v, int | float) and k != "step"}, step=h.get("step"))
+            tracker.log_metrics(
+                {
+                    f"train/{k}": float(v)
+                    for k, v in h.items()
+                    if isinstance(v, int | float) and k != "step"
+                },
+                step=h.get("step"),
+            )
     return result

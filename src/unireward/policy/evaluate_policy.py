@@ -1,6 +1,7 @@
 """Stage 13, `evaluate_policy`: the policy before and after DPO against shapes-world ground truth.
 
-    unireward evaluate_policy --before models/base-tiny --after runs/dpo --output-dir runs/eval_policy
+    unireward evaluate_policy --before models/policy-tiny --after runs/dpo \
+        --output-dir runs/evaluate_policy
 
 Both checkpoints answer the same held-out questions (`questions.make_questions`: fresh renders of
 seen colour-shape combinations in `eval_seen`, held-out combinations in `eval_unseen`), greedily;
@@ -102,14 +103,19 @@ def score_policy(
     metrics: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for split, qs in questions.items():
-        answers = [a[0] for a in answer_questions(
-            model, processor, qs, batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens,
-        )]
+        answers = [
+            a[0]
+            for a in answer_questions(
+                model,
+                processor,
+                qs,
+                batch_size=config.batch_size,
+                max_new_tokens=config.max_new_tokens,
+            )
+        ]
         metrics.update({f"{split}/{k}": v for k, v in accuracy(answers, qs).items()})
         rows.extend(
-            {"qid": q.qid, "split": split, "attribute": q.attribute, "truth": q.answer,
-             "answer": a}
+            {"qid": q.qid, "split": split, "attribute": q.attribute, "truth": q.answer, "answer": a}
             for q, a in zip(qs, answers, strict=True)
         )
     return metrics, rows
@@ -142,7 +148,9 @@ def run(
         metrics.update({f"{name}/{k}": v for k, v in m.items()})
         frames.append(pd.DataFrame(rows).assign(model=name))
     for split in config.splits:
-        metrics[f"delta/{split}/mean"] = metrics[f"after/{split}/mean"] - metrics[f"before/{split}/mean"]
+        metrics[f"delta/{split}/mean"] = (
+            metrics[f"after/{split}/mean"] - metrics[f"before/{split}/mean"]
+        )
     pd.concat(frames).to_parquet(output_dir / "answers.parquet", index=False)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     tracker = make_tracker(config.tracking_uri, config.experiment)

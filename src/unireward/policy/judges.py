@@ -50,9 +50,7 @@ class ShapesOracle:
             raise KeyError(f"the oracle has no ground truth for question {prompt!r} on this image")
         return self.truth[key]
 
-    def judge_pairs(
-        self, queries: Sequence[PairQuery], swap: bool = False
-    ) -> list[PairJudgement]:
+    def judge_pairs(self, queries: Sequence[PairQuery], swap: bool = False) -> list[PairJudgement]:
         out = []
         for q in queries:
             if q.task != Task.IMAGE_UNDERSTANDING or len(q.responses) != 2:
@@ -63,7 +61,11 @@ class ShapesOracle:
             text = PAIR_ANSWERS[q.task][preferred - 1] if preferred else "tie (oracle)"
             verdict = PairVerdict(preferred)
             swapped = verdict if swap else None
-            out.append(PairJudgement(verdict, verdict, text, swapped=swapped, swapped_text=text if swap else None))
+            out.append(
+                PairJudgement(
+                    verdict, verdict, text, swapped=swapped, swapped_text=text if swap else None
+                )
+            )
         return out
 
     def score(self, queries: Sequence[ScoreQuery]) -> list[ScoreResult]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from unireward.config import to_dict
 from unireward.data import shapes
-from unireward.training import TrainParams, TrainOutcome, discard_checkpoints, example_stream
+from unireward.training import TrainOutcome, TrainParams, discard_checkpoints, example_stream
 
 VALUES: dict[str, tuple[str, ...]] = {
     "colour": shapes.COLOURS,
@@ -39,8 +39,14 @@ VALUES: dict[str, tuple[str, ...]] = {
 
 
 def _default_train() -> TrainParams:
-    return TrainParams(max_steps=200, batch_size=16, learning_rate=1e-3, warmup_ratio=0.05,
-                       save_steps=100, logging_steps=20)
+    return TrainParams(
+        max_steps=200,
+        batch_size=16,
+        learning_rate=1e-3,
+        warmup_ratio=0.05,
+        save_steps=100,
+        logging_steps=20,
+    )
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,9 @@ class PolicySftConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.confusion_rate <= 1:
-            raise ValueError(f"policy_sft.confusion_rate must be in [0, 1], got {self.confusion_rate}")
+            raise ValueError(
+                f"policy_sft.confusion_rate must be in [0, 1], got {self.confusion_rate}"
+            )
         if self.eval_questions < 0:
             raise ValueError("policy_sft.eval_questions must be >= 0")
 
@@ -83,8 +91,11 @@ def training_row(i: int, config: PolicySftConfig) -> dict[str, Any]:
     # Its own seed stream (7): never the streams make_questions draws train / eval questions from.
     rng = np.random.default_rng([config.train.seed, 7, i])
     colour, shape = shapes.SEEN_COMBOS[int(rng.integers(len(shapes.SEEN_COMBOS)))]
-    scene = shapes.Scene(shape=shape, colour=colour,
-                         position=shapes.POSITIONS[int(rng.integers(len(shapes.POSITIONS)))])
+    scene = shapes.Scene(
+        shape=shape,
+        colour=colour,
+        position=shapes.POSITIONS[int(rng.integers(len(shapes.POSITIONS)))],
+    )
     attribute = ("colour", "shape", "position")[i % 3]
     truth = str(getattr(scene, attribute))
     wrong = confused(attribute, truth)
@@ -113,10 +124,19 @@ def run(config: PolicySftConfig, base_model: Path, output_dir: Path) -> PolicySf
             qs = make_questions(config.seed + 1, config.eval_questions, split, config.image_size)
             answers = [a[0] for a in answer_questions(model, processor, qs)]
             acc.update({f"{split}/{k}": v for k, v in accuracy(answers, qs).items()})
-    save_checkpoint(model, processor, output_dir, extra={
-        "stage": "policy_sft", "config": to_dict(config), "base_model": str(base_model),
-        "accuracy": acc, "global_step": outcome.global_step,
-        "train_seconds": round(outcome.train_seconds, 1)})
+    save_checkpoint(
+        model,
+        processor,
+        output_dir,
+        extra={
+            "stage": "policy_sft",
+            "config": to_dict(config),
+            "base_model": str(base_model),
+            "accuracy": acc,
+            "global_step": outcome.global_step,
+            "train_seconds": round(outcome.train_seconds, 1),
+        },
+    )
     (output_dir / "policy.json").write_text(json.dumps(acc, indent=2) + "\n")
     discard_checkpoints(output_dir)
     return PolicySftResult(output_dir, acc, outcome)

@@ -75,7 +75,11 @@ def make_questions(seed: int, n: int, split: str, image_size: int = 56) -> list[
 
 def prompt_messages(question: str) -> list[dict[str, Any]]:
     """The policy's chat prompt (conversational, one image placeholder), as it was pretrained."""
-    content = [{"type": "text", "text": "Image:"}, {"type": "image"}, {"type": "text", "text": question}]
+    content = [
+        {"type": "text", "text": "Image:"},
+        {"type": "image"},
+        {"type": "text", "text": question},
+    ]
     return [{"role": "user", "content": content}]
 
 
