@@ -5,16 +5,17 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 
 Locally the task starts and stops the vLLM server itself (`serve.run` on the `judge` artifact,
 `.venv-serve`); on a cluster `judge_url` in the config points at the judge Deployment
-(infra/base/judge-serving.yaml) and no server is started here.
+(infra/base/judge-serving.yaml, SERVE_IMAGE) and no server is started here: this task samples
+the policy (transformers), so it runs in the training image.
 """
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.images import SERVE_IMAGE
+from components.images import TRAIN_IMAGE
 
 
-@dsl.component(base_image=SERVE_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def build_pairs(
     config: dict,
     serve_config: dict,

@@ -27,8 +27,16 @@ GPU_TASKS = {
     "evaluate-base": "evaluate",
     "evaluate-judge": "evaluate",
     "evaluate-think": "evaluate",
+    "build_pairs": "build_pairs",
+    "dpo": "dpo",
+    "evaluate_policy": "evaluate_policy",
 }
-CPU_TASKS = {"ingest": "ingest", "validate": "validate", "register": "register"}
+CPU_TASKS = {
+    "ingest": "ingest",
+    "validate": "validate",
+    "register": "register",
+    "register_policy": "register",
+}
 
 
 def _compile(tmp_path: Path, params: Path = ROOT / "params.yaml") -> tuple[dict, dict, dict]:
