@@ -147,16 +147,3 @@ def test_build_pairs_judge_choice_is_checked(tmp_path: Path) -> None:
     result = runner.invoke(app, base)  # judge: served, no checkpoint, no URL
     assert result.exit_code == 2 and "--judge-model" in result.output
 
-
-def test_build_pairs_with_the_oracle_from_the_cli(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "build_pairs: {judge: oracle, prompts: 3, samples: 2, tracking_uri: 'null'}\n"
-        "serve: {}\nprofiles: {quick: {}}\n"
-    )
-    result = runner.invoke(app, ["build_pairs", "--params", str(params), "--policy",
-                                 str(root / "models/policy-tiny"), "--output-dir",
-                                 str(tmp_path / "pairs")])
-    assert result.exit_code == 0, result.output
-    assert '"prompts": 3' in result.output and (tmp_path / "pairs" / "pairs.parquet").exists()
