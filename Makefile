@@ -36,14 +36,14 @@ BASE_MODEL_URI ?=
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 OVERLAYS := local aws
 
-.PHONY: help venv test test-all lint pipeline-run pipeline-schedule compile pretrain-base mlflow-ui \
-	images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
+.PHONY: help venv test test-all lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
+	mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
 	venv-deepspeed
 
 help:
 	@echo "make venv | test | test-all | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
-	@echo "     pretrain-base | mlflow-ui | bench-ingest | serve-venv | bench-serve | bench-rs"
-	@echo "     venv-deepspeed"
+	@echo "     pretrain-base | pretrain-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
+	@echo "     bench-rs | venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
 
@@ -159,6 +159,11 @@ bench-rs: venv serve-venv
 # Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
 pretrain-base: venv
 	$(BIN)/unireward pretrain_base --profile $(PROFILE) --output-dir models/base-tiny
+
+# Regenerates the shipped policy (models/policy-tiny: the base taught to answer imperfectly).
+pretrain-policy: venv
+	$(BIN)/unireward policy_sft --profile $(PROFILE) --base-model models/base-tiny \
+		--output-dir models/policy-tiny
 
 mlflow-ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

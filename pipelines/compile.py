@@ -22,15 +22,25 @@ from pipelines.unireward_pipeline import (
 
 
 def compile_pipeline(
-    profile: str, output: Path, base_model_uri: str, params: Path = PROJECT_ROOT / "params.yaml"
+    profile: str,
+    output: Path,
+    base_model_uri: str,
+    params: Path = PROJECT_ROOT / "params.yaml",
+    policy_model_uri: str | None = None,
 ) -> Path:
-    """Compile with the profile's stage configs as defaults and `params`'s `deploy` settings."""
+    """Compile with the profile's stage configs as defaults and `params`'s `deploy` settings.
+
+    `policy_model_uri` defaults to `policy-tiny` next to the base (models/base-tiny ->
+    models/policy-tiny, s3://b/models/base-tiny -> s3://b/models/policy-tiny)."""
+    if policy_model_uri is None:
+        policy_model_uri = base_model_uri.rstrip("/").rsplit("/", 1)[0] + "/policy-tiny"
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
         build_pipeline(load_deploy(params)),
         str(output),
         pipeline_parameters={
             "base_model_uri": base_model_uri,
+            "policy_model_uri": policy_model_uri,
             **stage_configs(profile, params_path=params),
         },
     )

@@ -23,9 +23,19 @@ from pathlib import Path
 
 from kfp import dsl, kubernetes
 
-GPU_STAGES = ("unified_sft", "cold_start", "rejection_sample", "rs_sft", "grpo", "evaluate")
+GPU_STAGES = (
+    "unified_sft",
+    "cold_start",
+    "rejection_sample",
+    "rs_sft",
+    "grpo",
+    "evaluate",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
+)
 # Training stages: their checkpoints go to the PVC so a retried task resumes.
-TRAIN_STAGES = ("unified_sft", "cold_start", "rs_sft", "grpo")
+TRAIN_STAGES = ("unified_sft", "cold_start", "rs_sft", "grpo", "dpo")
 MLFLOW_CLIENT_LABEL = "unireward.io/mlflow-client"
 # Secret keys -> env names; the Secrets are made by infra/ (examples in infra/base/secrets).
 MLFLOW_SECRET_KEYS = {
@@ -63,6 +73,9 @@ class StageResources:
     grpo: Resources = Resources("8", "64Gi", gpus=1)
     evaluate: Resources = Resources("4", "32Gi", gpus=1)
     register: Resources = Resources("1", "2Gi")
+    build_pairs: Resources = Resources("4", "32Gi", gpus=1)  # samples the policy
+    dpo: Resources = Resources("8", "64Gi", gpus=1)
+    evaluate_policy: Resources = Resources("4", "32Gi", gpus=1)
 
 
 @dataclass(frozen=True)

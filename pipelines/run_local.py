@@ -35,6 +35,10 @@ TRACKED_STAGES = (
     "grpo",
     "evaluate",
     "register",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
+    "register_policy",
 )
 
 
@@ -47,6 +51,9 @@ class LocalRun:
     grpo_metrics: dict[str, float]  # + GRPO, CoT mode
     registration: dict[str, Any]
     aliases: list[str]
+    pair_stats: dict[str, Any]  # build_pairs' stats.json
+    policy_metrics: dict[str, float]  # evaluate_policy: before / after / delta
+    policy_registration: dict[str, Any]
     seconds: float
     pipeline_root: Path
 
@@ -70,12 +77,14 @@ def run_pipeline(
     base_model_uri: str | None = None,
     pipeline_root: Path | None = None,
     tracking_uri: str | None = None,
+    policy_model_uri: str | None = None,
 ) -> LocalRun:
     """Run the DAG with kfp.local; raise if any task fails."""
     from kfp import local
 
     from pipelines.unireward_pipeline import (
         DEFAULT_BASE_MODEL,
+        DEFAULT_POLICY_MODEL,
         PROJECT_ROOT,
         stage_configs,
         unireward_pipeline,
@@ -90,6 +99,11 @@ def run_pipeline(
         raise FileNotFoundError(
             f"base checkpoint {base_model} not found; build it with `make pretrain-base`"
         )
+    policy_model = Path(policy_model_uri or DEFAULT_POLICY_MODEL).resolve()
+    if not (policy_model / "config.json").is_file():
+        raise FileNotFoundError(
+            f"policy checkpoint {policy_model} not found; build it with `make pretrain-policy`"
+        )
     pipeline_root = (pipeline_root or PROJECT_ROOT / "runs" / "kfp").resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
 
@@ -103,13 +117,18 @@ def run_pipeline(
         # Expected locally: images and display names are cluster settings the runner ignores.
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
-        task = unireward_pipeline(base_model_uri=str(base_model), **configs)
+        task = unireward_pipeline(
+            base_model_uri=str(base_model), policy_model_uri=str(policy_model), **configs
+        )
     seconds = time.perf_counter() - start
 
     registration = json.loads(
         (Path(task.outputs["registration"].path) / "registration.json").read_text()
     )
     uri = configs["register_config"]["tracking_uri"]
+    policy_registration = json.loads(
+        (Path(task.outputs["policy_registration"].path) / "registration.json").read_text()
+    )
     return LocalRun(
         base_metrics=_metrics(task.outputs["base_evaluation"].path),
         judge_metrics=_metrics(task.outputs["judge_evaluation"].path),
@@ -118,6 +137,9 @@ def run_pipeline(
         grpo_metrics=_metrics(task.outputs["grpo_evaluation"].path),
         registration=registration,
         aliases=_aliases(uri, registration["model_name"], registration["version"]),
+        pair_stats=json.loads((Path(task.outputs["pairs"].path) / "stats.json").read_text()),
+        policy_metrics=_metrics(task.outputs["policy_evaluation"].path),
+        policy_registration=policy_registration,
         seconds=seconds,
         pipeline_root=pipeline_root,
     )
@@ -128,10 +150,27 @@ def _format_valid(metrics: dict[str, float]) -> str:
     return "format-valid (eval_seen): " + ", ".join(f"{k[:-13]} {v:.2f}" for k, v in rates.items())
 
 
+def _pairs_line(stats: dict[str, Any]) -> str:
+    keys = (
+        "kept",
+        "dropped_single_answer",
+        "dropped_no_decided_pair",
+        "dropped_chosen_not_better",
+        "pair_ties",
+        "pair_unparseable",
+        "swap_disagreements",
+    )
+    return (
+        f"build_pairs (judge: {stats.get('judge')}, {stats.get('prompts')} prompts): "
+        + ", ".join(f"{k} {stats.get(k)}" for k in keys)
+    )
+
+
 def describe(run: LocalRun) -> str:
     from unireward.eval.report import format_comparison
+    from unireward.policy.evaluate_policy import format_table
 
-    reg = run.registration
+    reg, pol = run.registration, run.policy_registration
     return "\n".join(
         [
             format_comparison(run.base_metrics, run.judge_metrics),
@@ -151,6 +190,12 @@ def describe(run: LocalRun) -> str:
             f"registered: {reg['model_name']} version {reg['version']} "
             f"aliases {run.aliases or '[]'} (promoted: {reg['promoted']})",
             *(f"  gate: {reason}" for reason in reg["reasons"]),
+            "",
+            _pairs_line(run.pair_stats),
+            "policy before -> after DPO (held-out shapes-world questions, exact match):",
+            format_table(run.policy_metrics),
+            f"registered policy: {pol['model_name']} version {pol['version']} "
+            f"(promoted: {pol['promoted']})",
             f"artifacts: {run.pipeline_root}",
             f"wall time: {run.seconds:.1f} s",
         ]

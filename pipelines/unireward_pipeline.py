@@ -3,6 +3,8 @@ ingest -> validate -> unified_sft -> evaluate(base) || evaluate(judge) -> regist
                                   \-> cold_start -> rejection_sample -> rs_sft -> grpo,
                                       with evaluate(think | rs | grpo, CoT mode) after each
                                       training stage (the UnifiedReward-Think ablation).
+register -> build_pairs (serve the judge + pair construction) -> dpo -> evaluate_policy
+         -> register_policy (the policy's own registered model).
 
     python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
     python -m pipelines.run_local --profile quick
@@ -15,6 +17,12 @@ Cluster settings (GPU pool, PVC, Secrets, per-stage CPU/memory) come from `param
 `deploy` section through `build_pipeline(deploy)` (pipelines/platform.py); kfp.local ignores
 them. `unireward_pipeline` is the DAG with the default `DeployConfig`.
 
+The policy (the shipped `models/policy-tiny`, `unireward policy_sft`) comes in the same way from
+`policy_model_uri`. `build_pairs` serves the judge it was given for the duration of its task (the
+`serve` stage inside it; on a cluster `build_pairs.judge_url` names the judge Deployment), so the
+local run starts and stops vLLM itself. It runs after `register` so a judge is in the registry
+before it is used.
+
 The base model comes in through `dsl.importer` from `base_model_uri`: an absolute local path for
 kfp.local (its importer accepts a plain path, and the artifact's `.path` is that path), an
 `s3://` URI on a cluster (the launcher downloads it).
@@ -24,8 +32,11 @@ kfp.local (its importer accepts a plain path, and the artifact's `.path` is that
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from components.build_pairs import build_pairs
 from components.cold_start import cold_start
+from components.dpo import dpo
 from components.evaluate import evaluate
+from components.evaluate_policy import evaluate_policy
 from components.grpo import grpo
 from components.ingest import ingest
 from components.register import register
@@ -40,6 +51,7 @@ from pipelines.platform import DeployConfig, apply
 PIPELINE_NAME = "unireward"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_MODEL = PROJECT_ROOT / "models" / "base-tiny"
+DEFAULT_POLICY_MODEL = PROJECT_ROOT / "models" / "policy-tiny"
 # The stages of this DAG, in order; each takes the params.yaml section of the same name.
 STAGES = (
     "ingest",
@@ -51,6 +63,11 @@ STAGES = (
     "grpo",
     "evaluate",
     "register",
+    "serve",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
+    "register_policy",
 )
 
 
@@ -86,6 +103,9 @@ class Outputs(NamedTuple):
     rs_evaluation: dsl.Artifact
     grpo_evaluation: dsl.Artifact
     registration: dsl.Artifact
+    pairs: dsl.Dataset
+    policy_evaluation: dsl.Artifact
+    policy_registration: dsl.Artifact
 
 
 def build_pipeline(deploy: DeployConfig):
@@ -98,6 +118,7 @@ def build_pipeline(deploy: DeployConfig):
     )
     def unireward_pipeline(
         base_model_uri: str,
+        policy_model_uri: str,
         ingest_config: dict,
         validate_config: dict,
         unified_sft_config: dict,
@@ -107,6 +128,11 @@ def build_pipeline(deploy: DeployConfig):
         grpo_config: dict,
         evaluate_config: dict,
         register_config: dict,
+        serve_config: dict,
+        build_pairs_config: dict,
+        dpo_config: dict,
+        evaluate_policy_config: dict,
+        register_policy_config: dict,
     ) -> NamedTuple(
         "Outputs",
         base_evaluation=dsl.Artifact,
@@ -115,6 +141,9 @@ def build_pipeline(deploy: DeployConfig):
         rs_evaluation=dsl.Artifact,
         grpo_evaluation=dsl.Artifact,
         registration=dsl.Artifact,
+        pairs=dsl.Dataset,
+        policy_evaluation=dsl.Artifact,
+        policy_registration=dsl.Artifact,
     ):
         base = dsl.importer(
             artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False
@@ -185,6 +214,33 @@ def build_pipeline(deploy: DeployConfig):
             tags={"pipeline": PIPELINE_NAME},
         ).set_display_name("register")
 
+        # Policy alignment: the registered judge builds preference pairs, DPO, evaluation, and
+        # the policy's own registration (register's component with register_policy's config).
+        policy = dsl.importer(
+            artifact_uri=policy_model_uri, artifact_class=dsl.Model, reimport=False
+        ).set_display_name("policy_model")
+        pairs = build_pairs(
+            config=build_pairs_config,
+            serve_config=serve_config,
+            policy=policy.output,
+            judge=judge,
+        ).set_display_name("build_pairs")
+        pairs.after(registered)
+        aligned = dpo(
+            config=dpo_config, policy=policy.output, pairs=pairs.outputs["pairs"]
+        ).set_display_name("dpo")
+        eval_policy = evaluate_policy(
+            config=evaluate_policy_config,
+            before=policy.output,
+            after=aligned.outputs["aligned_policy"],
+        ).set_display_name("evaluate_policy")
+        registered_policy = register(
+            config=register_policy_config,
+            model=aligned.outputs["aligned_policy"],
+            evaluation=eval_policy.outputs["evaluation"],
+            tags={"pipeline": PIPELINE_NAME, "model": "policy"},
+        ).set_display_name("register_policy")
+
         for stage, task in (
             ("ingest", raw),
             ("validate", checked),
@@ -199,6 +255,10 @@ def build_pipeline(deploy: DeployConfig):
             ("evaluate", eval_rs),
             ("evaluate", eval_grpo),
             ("register", registered),
+            ("build_pairs", pairs),
+            ("dpo", aligned),
+            ("evaluate_policy", eval_policy),
+            ("register", registered_policy),
         ):
             apply(task, stage, deploy)
 
@@ -209,6 +269,9 @@ def build_pipeline(deploy: DeployConfig):
             rs_evaluation=eval_rs.outputs["evaluation"],
             grpo_evaluation=eval_grpo.outputs["evaluation"],
             registration=registered.outputs["registration"],
+            pairs=pairs.outputs["pairs"],
+            policy_evaluation=eval_policy.outputs["evaluation"],
+            policy_registration=registered_policy.outputs["registration"],
         )
 
     return unireward_pipeline

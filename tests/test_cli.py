@@ -28,6 +28,10 @@ STAGES = (
     "evaluate",
     "register",
     "serve",
+    "policy_sft",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
 )
 runner = CliRunner()
 
@@ -137,3 +141,13 @@ def test_report_command_and_unknown_task(tmp_path: Path) -> None:
         app, ["report", "--base", str(tmp_path / "x.json"), "--judge", str(judge)]
     )
     assert missing.exit_code == 2 and "x.json" in missing.output
+
+
+def test_build_pairs_judge_choice_is_checked(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    base = ["build_pairs", "--params", str(root / "params.yaml"), "--output-dir", str(tmp_path)]
+    result = runner.invoke(app, [*base, "--judge", "gpt"])
+    assert result.exit_code == 2 and "'gpt'" in result.output and "oracle" in result.output
+    result = runner.invoke(app, base)  # judge: served, no checkpoint, no URL
+    assert result.exit_code == 2 and "--judge-model" in result.output
+

@@ -28,6 +28,11 @@ STAGE_CONFIGS = {
     "evaluate": "unireward.eval.evaluate:EvaluateConfig",
     "register": "unireward.registry.register:RegisterConfig",
     "serve": "unireward.serving.serve:ServeConfig",
+    "policy_sft": "unireward.policy.policy_sft:PolicySftConfig",
+    "build_pairs": "unireward.policy.build_pairs:BuildPairsConfig",
+    "dpo": "unireward.policy.dpo:DpoConfig",
+    "evaluate_policy": "unireward.policy.evaluate_policy:EvaluatePolicyConfig",
+    "register_policy": "unireward.registry.register:RegisterConfig",
 }
 PROFILES = sorted(load_params(PARAMS).get("profiles") or {})
 

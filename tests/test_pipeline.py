@@ -26,6 +26,10 @@ STAGE_COMPONENTS = (
     "grpo",
     "evaluate",
     "register",
+    "policy_sft",
+    "build_pairs",
+    "dpo",
+    "evaluate_policy",
 )
 
 if str(ROOT) not in sys.path:  # components/ and pipelines/ are top-level packages of the repo
@@ -89,6 +93,11 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         "evaluate-rs": ["rs_sft", "validate"],
         "grpo": ["rejection_sample", "rs_sft", "validate"],
         "evaluate-grpo": ["grpo", "validate"],
+        "policy_model": [],
+        "build_pairs": ["policy_model", "register", "unified_sft"],
+        "dpo": ["build_pairs", "policy_model"],
+        "evaluate_policy": ["dpo", "policy_model"],
+        "register_policy": ["dpo", "evaluate_policy"],
     }
     # register consumes the judge's evaluation and checkpoint, not the base model's.
     by_display = {display[n]: t for n, t in tasks.items()}
@@ -116,16 +125,26 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
     assert producer("grpo", "samples") == "rejection_sample"
     for task in ("evaluate-rs", "evaluate-grpo"):
         assert by_display[task]["inputs"]["parameters"]["cot"]["runtimeValue"]["constant"] is True
+    # the policy is registered under its own name, with the policy evaluation
+    reg_policy = by_display["register_policy"]["inputs"]
+    assert display[reg_policy["artifacts"]["evaluation"]["taskOutputArtifact"]["producerTask"]] == (
+        "evaluate_policy"
+    )
+    assert spec["root"]["inputDefinitions"]["parameters"]["policy_model_uri"]["defaultValue"] == (
+        "s3://bucket/policy-tiny"
+    )
 
 
 def test_compiled_defaults_are_the_profile_configs(tmp_path: Path) -> None:
+    from pipelines.unireward_pipeline import STAGES
+
     from unireward.config import load_params, stage_section
 
     params = load_params(ROOT / "params.yaml")
     for profile in ("quick", "full"):
         inputs = _compiled(tmp_path, profile)["root"]["inputDefinitions"]["parameters"]
         assert inputs["base_model_uri"]["defaultValue"] == "s3://bucket/base"
-        for stage in STAGE_COMPONENTS[1:]:
+        for stage in STAGES:
             default = inputs[f"{stage}_config"]["defaultValue"]
             assert default == json.loads(json.dumps(stage_section(params, stage, profile)))
 
@@ -161,6 +180,11 @@ TINY = {
     "rs_sft": {"train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1}},
     "grpo": {"num_generations": 2, "max_steps": 2, "save_steps": 2, "max_completion_length": 8},
     "evaluate": {"max_per_task_mode": 2, "batch_size": 8, "cot_max_new_tokens": 8},
+    # The shipped policy (models/policy-tiny) with the oracle judge: no vLLM server here
+    # (tests/test_build_pairs.py runs the served judge).
+    "build_pairs": {"judge": "oracle", "prompts": 9, "samples": 4},
+    "dpo": {"train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1}},
+    "evaluate_policy": {"questions_per_split": 3},
 }
 
 
@@ -249,3 +273,15 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert "eval_unseen" in text and f"version {run.registration['version']}" in text
     assert "(think -> rs)" in text and "(rs -> grpo)" in text
     assert "(judge -> think)" in text and "format-valid (eval_seen): image_generation" in text
+    # policy alignment: oracle pairs, two DPO steps, before/after, its own registered model
+    assert run.pair_stats["judge"] == "oracle" and run.pair_stats["prompts"] == 9
+    assert run.pair_stats["kept"] >= 1  # the shipped policy's samples disagree on some questions
+    [aligned] = (tmp_path / "kfp").glob("unireward-*/dpo/aligned_policy")
+    assert json.loads((aligned / "dpo.json").read_text())["global_step"] == 2
+    assert {"before/eval_seen/mean", "after/eval_unseen/shape"} <= set(run.policy_metrics)
+    assert run.policy_registration["model_name"] == "ShapesPolicy"
+    [pairs_run] = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.stage = 'build_pairs'"
+    )
+    assert pairs_run.data.metrics["kept"] == run.pair_stats["kept"]
+    assert "build_pairs (judge: oracle" in text and "policy before -> after" in text

@@ -18,6 +18,11 @@
         --output-dir runs/register
     unireward report --base runs/eval_base/metrics.json --judge runs/eval/metrics.json
     unireward serve --model-dir models/base-tiny    # UNIREWARD_JUDGE_API_KEY must be set
+    unireward policy_sft --output-dir models/policy-tiny
+    unireward build_pairs --policy models/policy-tiny --judge-model runs/unified_sft \
+        --output-dir runs/build_pairs                   # or --judge oracle
+    unireward dpo --policy models/policy-tiny --pairs runs/build_pairs --output-dir runs/dpo
+    unireward evaluate_policy --before models/policy-tiny --after runs/dpo
 
 Every stage subcommand takes `--params params.yaml --profile quick`: the stage's config is the
 `params.yaml` section of the same name with the profile's overrides (`unireward.config`).
@@ -369,6 +374,102 @@ def serve(
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         typer.echo("serve: stopped")
+
+
+@app.command("policy_sft")
+def policy_sft(
+    base_model: Annotated[
+        Path, typer.Option("--base-model", help="Base checkpoint directory.")
+    ] = Path("models/base-tiny"),
+    output_dir: OutputDir = Path("models/policy-tiny"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """The embedded policy: the base taught to answer shapes-world questions imperfectly."""
+    from unireward.policy import policy_sft as stage
+
+    config = _load(stage.PolicySftConfig, "policy_sft", profile, params)
+    _require(base_model)
+    with _user_errors():
+        result = stage.run(config, base_model, output_dir)
+    _echo("policy_sft", result, {"steps": result.train.global_step, **result.accuracy})
+
+
+PolicyDir = Annotated[Path, typer.Option("--policy", help="Policy checkpoint directory.")]
+
+
+@app.command("build_pairs")
+def build_pairs(
+    policy: PolicyDir = Path("models/policy-tiny"),
+    judge_model: Annotated[
+        Path | None,
+        typer.Option("--judge-model", help="Judge checkpoint to serve (judge: served)."),
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="served | oracle (overrides the config).")
+    ] = None,
+    judge_url: Annotated[
+        str | None, typer.Option("--judge-url", help="A running judge server's /v1 URL.")
+    ] = None,
+    output_dir: OutputDir = Path("runs/build_pairs"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 11: sample N answers per question, pair ranking + point sifting, DPO rows."""
+    from unireward.policy import build_pairs as stage
+    from unireward.serving.serve import ServeConfig
+
+    config = _load(stage.BuildPairsConfig, "build_pairs", profile, params)
+    serve_config = _load(ServeConfig, "serve", profile, params)
+    with _user_errors():
+        changes = {k: v for k, v in (("judge", judge), ("judge_url", judge_url)) if v is not None}
+        config = dataclasses.replace(config, **changes)
+    _require(policy, *([judge_model] if judge_model else []))
+    with _user_errors():
+        result = stage.run(config, policy, output_dir, judge_model, serve_config,
+                           tags={"profile": profile})
+    _echo("build_pairs", result, result.stats)
+
+
+@app.command("dpo")
+def dpo(
+    policy: PolicyDir = Path("models/policy-tiny"),
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="build_pairs' output directory.")
+    ] = Path("runs/build_pairs"),
+    output_dir: OutputDir = Path("runs/dpo"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 12: TRL DPO on the policy with the preference pairs (resumable)."""
+    from unireward.policy import dpo as stage
+
+    config = _load(stage.DpoConfig, "dpo", profile, params)
+    _require(policy, pairs)
+    with _user_errors():
+        result = stage.run(config, policy, pairs, output_dir, tags={"profile": profile})
+    _echo("dpo", result)
+
+
+@app.command("evaluate_policy")
+def evaluate_policy(
+    before: Annotated[
+        Path, typer.Option("--before", help="Policy before DPO.")
+    ] = Path("models/policy-tiny"),
+    after: Annotated[Path, typer.Option("--after", help="Policy after DPO.")] = Path("runs/dpo"),
+    output_dir: OutputDir = Path("runs/evaluate_policy"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Stage 13: both policies on held-out shapes-world questions, accuracy per attribute."""
+    from unireward.policy import evaluate_policy as stage
+
+    config = _load(stage.EvaluatePolicyConfig, "evaluate_policy", profile, params)
+    _require(before, after)
+    with _user_errors():
+        result = stage.run(config, before, after, output_dir, tags={"profile": profile})
+    typer.echo(stage.format_table(result.metrics))
+    _echo("evaluate_policy", result)
 
 
 # --------------------------------------------------------------------------- report

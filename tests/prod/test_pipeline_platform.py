@@ -32,8 +32,16 @@ GPU_TASKS = {
     "evaluate-think": "evaluate",
     "evaluate-rs": "evaluate",
     "evaluate-grpo": "evaluate",
+    "build_pairs": "build_pairs",
+    "dpo": "dpo",
+    "evaluate_policy": "evaluate_policy",
 }
-CPU_TASKS = {"ingest": "ingest", "validate": "validate", "register": "register"}
+CPU_TASKS = {
+    "ingest": "ingest",
+    "validate": "validate",
+    "register": "register",
+    "register_policy": "register",
+}
 
 
 def _compile(tmp_path: Path, params: Path = ROOT / "params.yaml") -> tuple[dict, dict, dict]:

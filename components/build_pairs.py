@@ -1,0 +1,40 @@
+"""Kubeflow component of stage 11, `build_pairs` (with stage 10, `serve`): the judge served by
+vLLM for the duration of the task, N policy answers per question, pair ranking + point sifting.
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+
+Locally the task starts and stops the vLLM server itself (`serve.run` on the `judge` artifact,
+`.venv-serve`); on a cluster `judge_url` in the config points at the judge Deployment
+(infra/base/judge-serving.yaml, SERVE_IMAGE) and no server is started here: this task samples
+the policy (transformers), so it runs in the training image.
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
+def build_pairs(
+    config: dict,
+    serve_config: dict,
+    policy: Input[Model],
+    judge: Input[Model],
+    pairs: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    """`pairs` is a directory: pairs.parquet (TRL preference rows), quarantine.parquet,
+    stats.json; `metrics` carries the pair statistics."""
+    from pathlib import Path
+
+    from unireward.config import from_dict
+    from unireward.policy import build_pairs as stage
+    from unireward.serving.serve import ServeConfig
+
+    cfg = from_dict(stage.BuildPairsConfig, config, where="build_pairs")
+    serve_cfg = from_dict(ServeConfig, serve_config, where="serve")
+    result = stage.run(cfg, Path(policy.path), Path(pairs.path), Path(judge.path), serve_cfg)
+    for key, value in sorted(result.stats.items()):
+        metrics.log_metric(key, float(value))
+    pairs.metadata.update({"kept": result.kept, "judge": cfg.judge})

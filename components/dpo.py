@@ -1,0 +1,42 @@
+"""Kubeflow component of stage 12, `dpo`: TRL DPO on the policy with the preference pairs.
+
+python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import TRAIN_IMAGE
+
+
+@dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
+def dpo(
+    config: dict,
+    policy: Input[Model],
+    pairs: Input[Dataset],
+    aligned_policy: Output[Model],
+):
+    """`aligned_policy` is the checkpoint directory (with dpo.json: trained or not, and why).
+
+    With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) training runs in a directory there
+    keyed by the artifact URI, so a retried task resumes from its last checkpoint.
+    """
+    import hashlib
+    import os
+    import shutil
+    from pathlib import Path
+
+    from unireward.config import from_dict
+    from unireward.policy import dpo as stage
+
+    cfg = from_dict(stage.DpoConfig, config, where="dpo")
+    out, root = Path(aligned_policy.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
+    key = hashlib.sha256(aligned_policy.uri.encode()).hexdigest()[:16]
+    work = Path(root) / key if root else out
+    result = stage.run(cfg, Path(policy.path), Path(pairs.path), work)
+    if work != out:
+        shutil.copytree(work, out, dirs_exist_ok=True)
+        shutil.rmtree(work)
+    aligned_policy.metadata.update(
+        {"trained": result.trained, "pairs": result.pairs, "global_step": result.global_step}
+    )

@@ -1,0 +1,58 @@
+"""`build_pairs` with the served judge: the stage starts the real vLLM CPU server on a judge
+checkpoint (here the shipped base, a judge at chance), asks it through `RewardClient` for pair
+verdicts in both orders and pointwise scores, and stops it. Slow: one vLLM start (~40-60 s).
+
+    make serve-venv && .venv/bin/pytest tests/test_build_pairs_served.py -q -m slow
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from unireward.policy import pairs as P
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="run `make serve-venv` first"),
+]
+
+
+def test_build_pairs_serves_the_judge_and_counts_every_verdict(tmp_path: Path) -> None:
+    from unireward.policy.build_pairs import BuildPairsConfig, load_pairs, run
+    from unireward.serving.serve import ServeConfig
+
+    key_env = "UNIREWARD_TEST_PAIRS_KEY"
+    os.environ.pop(key_env, None)  # the stage makes its own key for its own server
+    serve_cfg = ServeConfig(
+        api_key_env=key_env,
+        vllm_python=str(VLLM_PYTHON),
+        max_num_seqs=16,
+        max_images_per_prompt=4,
+        max_image_pixels=112 * 112,
+        startup_timeout_s=240,
+    )
+    cfg = BuildPairsConfig(judge="served", prompts=12, samples=6, tracking_uri="null")
+    result = run(
+        cfg, ROOT / "models" / "policy-tiny", tmp_path, ROOT / "models" / "base-tiny", serve_cfg
+    )
+    stats = result.stats
+    assert stats["request_errors"] == 0 and stats["pairs_judged"] > 0
+    assert stats["scores_asked"] > 0
+    dropped = sum(stats[f"dropped_{s}"] for s in P.STATUSES if s != "kept")
+    assert stats["decided_kept"] + dropped == 12
+    # every pair verdict is a side, a tie (incl. swap disagreements) or unparseable, counted
+    assert stats["swap_disagreements"] <= stats["pair_ties"] <= stats["pairs_judged"]
+    assert len(load_pairs(tmp_path / "pairs.parquet")) == stats["kept"]
+    served = json.loads((tmp_path / "serve" / "serve.json").read_text())
+    assert served["served_model_name"] == "UnifiedReward"
+    assert key_env not in os.environ  # the stage's key did not leak into the environment
+    with pytest.raises(ProcessLookupError):
+        os.kill(served["pid"], 0)  # the server is gone
