@@ -65,3 +65,34 @@ def moto_server(log: Path, env: Mapping[str, str], timeout: float = 30) -> Itera
         wait_http(f"{url}/moto-api/", proc, timeout, log)
         yield url
         assert proc.poll() is None, f"moto_server died:\n{log.read_text()[-3000:]}"
+
+
+def sigkill_at_checkpoint(
+    cmd: list[str], out: Path, min_step: int, env: Mapping[str, str], timeout: float = 240
+) -> int:
+    """Start a training command, SIGKILL it (no cleanup, no final save: a dead node) once a
+    checkpoint of at least `min_step` is in `out`, and return the newest checkpoint's step."""
+    import signal
+
+    from unireward.training import latest_checkpoint
+
+    def step() -> int | None:
+        ckpt = latest_checkpoint(out)
+        return None if ckpt is None else int(ckpt.name.split("-")[1])
+
+    proc = subprocess.Popen(
+        cmd, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while (step() or 0) < min_step:
+            assert proc.poll() is None, f"{cmd[3]} ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint appeared in time"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = step()
+    assert killed_at is not None
+    return killed_at

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +24,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from loopback import sigkill_at_checkpoint
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
 from unireward.think.grpo import HARD, GrpoConfig, grpo_rows, reward_curve, run
-from unireward.training import CHECKPOINTS, latest_checkpoint
+from unireward.training import CHECKPOINTS
 
 IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
 
@@ -132,23 +131,7 @@ def test_a_sigkilled_grpo_process_resumes_from_its_last_checkpoint(
     cmd = [sys.executable, "-m", "unireward.cli", "grpo", "--params", str(params), "--judge",
            str(format_judge), "--samples", str(easy_samples), "--dataset", str(shapes_dataset),
            "--output-dir", str(out)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            ckpt = latest_checkpoint(out)
-            if ckpt is not None and int(ckpt.name.split("-")[1]) >= 4:
-                break
-            assert proc.poll() is None, "grpo ended before it could be killed"
-            time.sleep(0.1)
-        else:
-            raise AssertionError("no checkpoint appeared in time")
-    finally:
-        proc.send_signal(signal.SIGKILL)  # no cleanup, no final save: a dead node
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = int(latest_checkpoint(out).name.split("-")[1])
+    killed_at = sigkill_at_checkpoint(cmd, out, 4, {**os.environ, "PYTHONUNBUFFERED": "1"})
     assert 4 <= killed_at < 30 and not (out / "model.safetensors").exists()
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from loopback import sigkill_at_checkpoint
 from unireward.policy import pairs as P
 from unireward.policy.questions import (
     ATTRIBUTES,
@@ -55,6 +54,24 @@ POLICY = ROOT / "models" / "policy-tiny"
 def test_select_pair(verdicts, scores, want) -> None:
     d = P.select_pair(verdicts, scores)
     assert (d.status, d.chosen, d.rejected) == want
+
+
+def test_pair_ranking_alone_ranks_by_wins() -> None:
+    """point_sift: false -- the win counts are the scores: a decided pair is kept, a tie is not,
+    and an item that won one pair and lost another is never both chosen and rejected."""
+    decide = lambda v, n: P.select_pair(v, P.win_counts(v, n))  # noqa: E731
+    d = decide({(0, 1): 2}, 2)
+    assert (d.status, d.chosen, d.rejected, d.chosen_score, d.rejected_score) == (
+        "kept",
+        1,
+        0,
+        1.0,
+        0.0,
+    )
+    assert decide({(0, 1): 0}, 2).status == "no_decided_pair"
+    assert decide({(0, 1): None, (2, 3): None}, 4).status == "no_decided_pair"
+    d = decide({(0, 1): 1, (2, 0): 1}, 3)  # 2 beat 0, 0 beat 1: chosen 0 or 2, rejected 1
+    assert d.status == "kept" and d.rejected == 1 and d.chosen in (0, 2)
 
 
 def test_distinct_and_pair_up() -> None:
@@ -159,6 +176,34 @@ def test_build_pairs_with_the_oracle_writes_valid_trl_rows(oracle_pairs: Path) -
     assert json.loads(row["provenance"])["judge"] == "oracle"
 
 
+def test_cot_pairs_without_point_sifting_ask_no_scores() -> None:
+    """build_pairs' cot / point_sift switches reach the judge: every pair query is in CoT mode,
+    no pointwise score is asked, and the candidates are ranked by their pair wins."""
+    from unireward.policy.build_pairs import Candidates, judge_candidates
+    from unireward.policy.judges import ShapesOracle
+
+    qs = make_questions(4, 3, "train")
+    asked: list = []
+
+    class Recording(ShapesOracle):
+        def judge_pairs(self, queries, swap=False):
+            asked.extend(queries)
+            return super().judge_pairs(queries, swap)
+
+        def score(self, queries):
+            raise AssertionError("point_sift: false must not ask pointwise scores")
+
+    judge = Recording({image_key(q.question, q.image): q.answer for q in qs})
+    cands = [Candidates(q, ["mauve", q.answer, "blurple"], [1, 1, 1]) for q in qs]
+    verdicts, scores, counts = judge_candidates(judge, cands, True, cot=True, point_sift=False)
+    assert len(asked) == 2 * len(qs) and all(q.cot for q in asked)
+    assert "scores_asked" not in counts and counts["pairs_judged"] == 2 * len(qs)
+    # pairs (0, 1): the right answer wins; (2, 0): both wrong, a tie
+    assert scores == [[0.0, 1.0, 0.0]] * len(qs)
+    chosen = [P.select_pair(v, s).chosen for v, s in zip(verdicts, scores, strict=True)]
+    assert chosen == [1] * len(qs)
+
+
 def test_pair_validation_quarantines_bad_rows() -> None:
     from unireward.policy.build_pairs import Candidates, preference_row, validate_rows
 
@@ -195,8 +240,6 @@ def _dpo_cmd(params: Path, pairs: Path, out: Path) -> list[str]:
 def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from unireward.training import latest_checkpoint
-
     params = tmp_path / "params.yaml"
     train = {
         "max_steps": 8,
@@ -210,26 +253,7 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
     )
     out = tmp_path / "dpo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        _dpo_cmd(params, oracle_pairs, out),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            ckpt = latest_checkpoint(out)
-            if ckpt is not None and int(ckpt.name.split("-")[1]) >= 4:
-                break
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            raise AssertionError("no checkpoint appeared in time")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    killed_at = int(latest_checkpoint(out).name.split("-")[1])
+    killed_at = sigkill_at_checkpoint(_dpo_cmd(params, oracle_pairs, out), out, 4, env)
     assert killed_at < 8 and not (out / "dpo.json").exists()
     done = subprocess.run(
         _dpo_cmd(params, oracle_pairs, out), env=env, capture_output=True, text=True, timeout=300

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
-from unireward.training import latest_checkpoint
+from loopback import sigkill_at_checkpoint
 
 
 def _cmd(params: Path, model: Path, data: Path, out: Path) -> list[str]:
@@ -41,26 +39,9 @@ def test_killed_unified_sft_resumes_from_its_last_checkpoint(
     params.write_text(yaml.safe_dump({"unified_sft": {"train": train}, "profiles": {"quick": {}}}))
     out = tmp_path / "judge"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        _cmd(params, tiny_model_dir, shapes_dataset, out),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed_at = sigkill_at_checkpoint(
+        _cmd(params, tiny_model_dir, shapes_dataset, out), out, 4, env
     )
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            ckpt = latest_checkpoint(out)
-            if ckpt is not None and int(ckpt.name.split("-")[1]) >= 4:
-                break
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.2)
-        else:
-            raise AssertionError("no checkpoint appeared in time")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    killed_at = int(latest_checkpoint(out).name.split("-")[1])
     assert killed_at < 40 and not (out / "model.safetensors").exists()
 
     done = subprocess.run(

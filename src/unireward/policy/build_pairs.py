@@ -11,7 +11,9 @@ consecutive pairs judged pairwise (**pair ranking**; `swap: true` asks both orde
 that does not survive the swap is a tie), every distinct answer scored pointwise (**point
 sifting**), chosen = best-scored winner, rejected = worst-scored loser, the prompt dropped when
 chosen <= rejected. A tie or an unparseable verdict never picks a side: the pair is left out and
-counted.
+counted. `cot: true` asks the pairs in chain-of-thought mode (a UnifiedReward-Think judge);
+`point_sift: false` asks no pointwise scores and ranks by pair wins instead (`pairs.win_counts`),
+for a judge trained pairwise only (profile `cot_judge` sets both).
 
 The judge (`judge:` in params, `judges.py`): `served` = the trained judge behind vLLM through
 `RewardClient` (this stage launches `serve.run` on the given checkpoint unless `--judge-url`
@@ -63,6 +65,11 @@ class BuildPairsConfig:
     samples: int = 8  # N answers per question (published: 10)
     temperature: float = 1.0  # published: 0.7 (the tiny policy is near-greedy at 0.7)
     swap: bool = True  # ask every pair in both orders; disagreement = tie
+    cot: bool = False  # ask pairs in chain-of-thought mode (a UnifiedReward-Think judge)
+    # True: point sifting with the judge's pointwise scores (published). False: no scores are
+    # asked; a candidate's score is its number of pairwise wins (pair ranking alone), for a
+    # judge trained pairwise only.
+    point_sift: bool = True
     seed: int = 0
     image_size: int = 56
     batch_size: int = 64
@@ -137,8 +144,11 @@ def sample_candidates(policy_dir: Path, config: BuildPairsConfig) -> list[Candid
 # --------------------------------------------------------------------------- judging
 
 
-def judge_candidates(judge, cands: Sequence[Candidates], swap: bool):
-    """Pair verdicts and scores for every question: ([{(i, j): verdict}], [[score]], stats)."""
+def judge_candidates(
+    judge, cands: Sequence[Candidates], swap: bool, cot: bool = False, point_sift: bool = True
+):
+    """Pair verdicts and scores for every question: ([{(i, j): verdict}], [[score]], stats).
+    Without `point_sift` the scores are the pair-win counts (`pairs.win_counts`)."""
     from unireward.serving.client import PairQuery, ScoreQuery
     from unireward.tasks import Task
 
@@ -149,9 +159,15 @@ def judge_candidates(judge, cands: Sequence[Candidates], swap: bool):
         for i, j in P.pair_up(len(c.texts)):
             pair_index.append((k, i, j))
             pair_queries.append(
-                PairQuery(task, c.question.question, (c.question.image,), (c.texts[i], c.texts[j]))
+                PairQuery(
+                    task,
+                    c.question.question,
+                    (c.question.image,),
+                    (c.texts[i], c.texts[j]),
+                    cot=cot,
+                )
             )
-        if len(c.texts) >= 2:
+        if point_sift and len(c.texts) >= 2:
             for i, text in enumerate(c.texts):
                 score_index.append((k, i))
                 score_queries.append(ScoreQuery(task, c.question.question, c.question.image, text))
@@ -175,6 +191,8 @@ def judge_candidates(judge, cands: Sequence[Candidates], swap: bool):
         counts["scores_unparseable"] += res.score.score is None
     # A judge that gives every answer the same score cannot sift: worth seeing at a glance.
     counts["score_distinct_values"] = len(values - {None})
+    if not point_sift:
+        scores = [P.win_counts(v, len(c.texts)) for v, c in zip(verdicts, cands, strict=True)]
     return verdicts, scores, dict(counts)
 
 
@@ -460,7 +478,9 @@ def run(
     sampled_s = time.perf_counter() - start
     with open_judge(config, cands, judge_model, serve_config, output_dir) as (judge, source):
         judged_at = time.perf_counter()
-        verdicts, scores, counts = judge_candidates(judge, cands, config.swap)
+        verdicts, scores, counts = judge_candidates(
+            judge, cands, config.swap, config.cot, config.point_sift
+        )
         judge_s = time.perf_counter() - judged_at
     decisions = [P.select_pair(v, s) for v, s in zip(verdicts, scores, strict=True)]
     provenance = {
@@ -469,6 +489,8 @@ def run(
         "samples": config.samples,
         "temperature": config.temperature,
         "swap": config.swap,
+        "cot": config.cot,
+        "scores": "pointwise" if config.point_sift else "pair_wins",
     }
     rows = [
         preference_row(c, d, provenance)

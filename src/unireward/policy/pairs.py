@@ -55,6 +55,21 @@ class PairDecision:
     rejected_score: float | None = None
 
 
+def win_counts(verdicts: Mapping[tuple[int, int], int | None], n: int) -> list[float]:
+    """How many judged pairs each of `n` candidates won (ties and unparseable verdicts count for
+    no one): the scores of pair ranking alone, for a judge asked no pointwise scores
+    (`build_pairs.point_sift: false`, e.g. a pairwise-only chain-of-thought judge).
+
+    >>> win_counts({(0, 1): 2, (2, 0): 1, (3, 4): 0}, 5)    # 1 beats 0, 2 beats 0, 3 ties 4
+    [0.0, 1.0, 1.0, 0.0, 0.0]
+    """
+    wins = [0.0] * n
+    for (i, j), v in verdicts.items():
+        if v in (1, 2):
+            wins[i if v == 1 else j] += 1
+    return wins
+
+
 def select_pair(
     verdicts: Mapping[tuple[int, int], int | None], scores: Sequence[float | None]
 ) -> PairDecision:
