@@ -162,6 +162,38 @@ def init_deepspeed_on_cpu(deepspeed: str, device: str) -> None:
     ds.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
 
 
+def trainer_arguments(params: TrainParams, output_dir: Path) -> dict[str, Any]:
+    """The transformers TrainingArguments every trainer here shares (TRL SFT, DPO, GRPO): steps
+    and schedule, checkpoints under `output_dir/checkpoints` (what resuming reads), seeds, CPU
+    or DeepSpeed (over gloo on CPU). Each stage adds its own (`SFTConfig(**these, ...)`)."""
+    use_cpu = params.device == "cpu"
+    return {
+        "output_dir": str(output_dir / CHECKPOINTS),
+        "max_steps": params.max_steps,
+        "per_device_train_batch_size": params.batch_size,
+        "learning_rate": params.learning_rate,
+        "lr_scheduler_type": params.lr_scheduler,
+        "warmup_steps": math.ceil(params.warmup_ratio * params.max_steps),
+        "weight_decay": params.weight_decay,
+        "max_grad_norm": params.max_grad_norm,
+        "logging_steps": params.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": params.save_steps,
+        "save_total_limit": params.save_total_limit,
+        "seed": params.seed,
+        "data_seed": params.seed,
+        "use_cpu": use_cpu,
+        "bf16": False,
+        "report_to": "none",
+        "remove_unused_columns": False,
+        "dataloader_num_workers": params.dataloader_workers,
+        "disable_tqdm": True,
+        "save_only_model": False,  # keep optimizer + scheduler + RNG: a resume continues exactly
+        "deepspeed": params.deepspeed or None,
+        "ddp_backend": "gloo" if use_cpu and params.deepspeed else None,
+    }
+
+
 def train_sft(
     model,
     processor,
@@ -182,32 +214,10 @@ def train_sft(
     if not use_cpu and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but no CUDA device is visible; set device: cpu")
     args = SFTConfig(
-        output_dir=str(output_dir / CHECKPOINTS),
-        max_steps=params.max_steps,
-        per_device_train_batch_size=params.batch_size,
-        learning_rate=params.learning_rate,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=math.ceil(params.warmup_ratio * params.max_steps),
-        weight_decay=params.weight_decay,
-        max_grad_norm=params.max_grad_norm,
-        logging_steps=params.logging_steps,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=params.save_total_limit,
-        seed=params.seed,
-        data_seed=params.seed,
-        use_cpu=use_cpu,
-        bf16=False,
-        report_to="none",
+        **trainer_arguments(params, output_dir),
         completion_only_loss=True,
         dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False,
         max_length=None,
-        dataloader_num_workers=params.dataloader_workers,
-        disable_tqdm=True,
-        save_only_model=False,
-        deepspeed=params.deepspeed or None,
-        ddp_backend="gloo" if use_cpu and params.deepspeed else None,
     )
     trainer = SFTTrainer(
         model=model,

@@ -19,7 +19,6 @@ unless `allow_empty: true`, which writes the policy unchanged and says so in `dp
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ from typing import Any
 
 from unireward.config import to_dict
 from unireward.training import (
-    CHECKPOINTS,
     TrainParams,
     discard_checkpoints,
     latest_checkpoint,
     restore_weights,
+    trainer_arguments,
 )
 
 
@@ -82,32 +81,11 @@ class DpoResult:
 def dpo_args(config: DpoConfig, output_dir: Path):
     from trl import DPOConfig
 
-    p = config.train
     return DPOConfig(
-        output_dir=str(output_dir / CHECKPOINTS),
+        **trainer_arguments(config.train, output_dir),
         beta=config.beta,
         loss_type=[config.loss_type],
-        max_steps=p.max_steps,
-        per_device_train_batch_size=p.batch_size,
-        learning_rate=p.learning_rate,
-        lr_scheduler_type=p.lr_scheduler,
-        warmup_steps=math.ceil(p.warmup_ratio * p.max_steps),
-        weight_decay=p.weight_decay,
-        max_grad_norm=p.max_grad_norm,
-        logging_steps=p.logging_steps,
-        save_strategy="steps",
-        save_steps=p.save_steps,
-        save_total_limit=p.save_total_limit,
-        seed=p.seed,
-        data_seed=p.seed,
-        use_cpu=p.device == "cpu",
-        bf16=False,
-        report_to="none",
-        remove_unused_columns=False,
         max_length=None,  # never truncate the image tokens away
-        dataloader_num_workers=p.dataloader_workers,
-        disable_tqdm=True,
-        save_only_model=False,
     )
 
 

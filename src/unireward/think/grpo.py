@@ -33,7 +33,6 @@ Outputs: the checkpoint (safetensors + unireward.json), `train_log.json` (TRL's 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +42,11 @@ from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.rewards import accuracy_reward, format_reward
 from unireward.training import (
-    CHECKPOINTS,
+    TrainParams,
     discard_checkpoints,
     distributed_info,
     latest_checkpoint,
+    trainer_arguments,
 )
 
 HARD = "hard"  # rejection_sample's hard set, under its output directory
@@ -144,33 +144,28 @@ def load_hard_set(samples_dir: Path) -> list[Record]:
 def grpo_args(config: GrpoConfig, output_dir: Path):
     from trl import GRPOConfig
 
-    return GRPOConfig(
-        output_dir=str(output_dir / CHECKPOINTS),
+    shared = TrainParams(
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
+        batch_size=config.prompts_per_step * config.num_generations,
+        learning_rate=config.learning_rate,
+        lr_scheduler=config.lr_scheduler,
+        warmup_ratio=config.warmup_ratio,
+        max_grad_norm=config.max_grad_norm,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        threads=config.threads,
+        device=config.device,
+        deepspeed=config.deepspeed,
+    )
+    return GRPOConfig(
+        **trainer_arguments(shared, output_dir),
         num_generations=config.num_generations,
         beta=config.beta,
-        learning_rate=config.learning_rate,
         temperature=config.temperature,
         max_completion_length=config.max_completion_length,
         loss_type=config.loss_type,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=math.ceil(config.warmup_ratio * config.max_steps),
-        max_grad_norm=config.max_grad_norm,
-        logging_steps=config.logging_steps,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=config.device == "cpu",
-        bf16=False,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        save_only_model=False,
-        deepspeed=config.deepspeed or None,
-        ddp_backend="gloo" if config.device == "cpu" and config.deepspeed else None,
     )
 
 
