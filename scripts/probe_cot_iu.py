@@ -14,6 +14,7 @@ per question type, on eval_seen and eval_unseen.
 
     .venv/bin/python scripts/probe_cot_iu.py VALIDATED_DIR OUTPUT_DIR [STEPS]
 
+Writes OUTPUT_DIR/judge (the trained judge, servable) and OUTPUT_DIR/result.json.
 VALIDATED_DIR is a `validate` stage output (e.g. runs/kfp/<run>/validate/validated of a
 `make pipeline-run`). Measured (2,500 steps, batch 16, lr 1e-3, 1 thread, 2 shared cores,
 1,058 s of training): CoT accuracy 0.735 seen / 0.665 unseen, against 0.50 for direct answers.
@@ -32,7 +33,7 @@ from unireward.data.schema import Record, read_records
 from unireward.judge.examples import prompt_messages, record_images
 from unireward.judge.infer import generate_texts
 from unireward.judge.unified_sft import expand
-from unireward.model.tiny import load_checkpoint
+from unireward.model.tiny import load_checkpoint, save_checkpoint
 from unireward.rewards import is_correct
 from unireward.training import TrainParams, example_stream, train_sft
 
@@ -78,6 +79,8 @@ def main(root: Path, out: Path, steps: int) -> dict:
     start = time.time()
     train_sft(model, processor, example_stream(make), params, out)
     result: dict = {"train_seconds": round(time.time() - start, 1)}
+    # The trained judge, servable (safetensors only): scripts/policy_with_cot_judge.sh serves it.
+    save_checkpoint(model, processor, out / "judge", extra={"probe": "cot_iu", "steps": steps})
     for split in ("eval_seen", "eval_unseen"):
         rows = select(split)
         inputs = [(prompt_messages(r, cot=True), record_images(r, root)) for r in rows]

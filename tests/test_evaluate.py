@@ -183,3 +183,16 @@ def test_cot_mode_can_score_pairwise_on_a_subset(shapes_dataset: Path) -> None:
     assert len(direct) == 2 * 8 * 3  # splits x (task, mode) x records: the knob is CoT-only
     pairwise = [r for r in cot if r.mode == "pairwise"]
     assert len(pairwise) == 2 * 4 and len(cot) - len(pairwise) == 2 * 4 * 3
+
+
+def test_evaluate_can_score_some_tasks_only(shapes_dataset: Path) -> None:
+    """`tasks`: a judge trained on one task is scored on that task (and names are checked)."""
+    from unireward.eval.evaluate import select
+
+    records = read_records(shapes_dataset)  # 3 records per (split, task, mode)
+    some = select(records, EvaluateConfig(tasks=("image_understanding",)))
+    assert {r.task for r in some} == {"image_understanding"} and len(some) == 2 * 2 * 3
+    with pytest.raises(ValueError, match="image_undrstanding"):
+        EvaluateConfig(tasks=("image_undrstanding",))
+    with pytest.raises(ValueError, match="empty"):
+        EvaluateConfig(tasks=())

@@ -51,6 +51,7 @@ COT_KEYS = ("format_valid", "cot_accuracy")
 class EvaluateConfig:
     splits: tuple[str, ...] = ("eval_seen", "eval_unseen")
     primary_split: str = "eval_seen"
+    tasks: tuple[str, ...] = tuple(t.value for t in TASKS)  # a judge trained on some tasks only
     batch_size: int = 32
     max_new_tokens: int = 12
     cot: bool = False  # pairwise in CoT mode: <think>..</think><answer>..</answer>
@@ -65,6 +66,10 @@ class EvaluateConfig:
     experiment: str = "unireward"
 
     def __post_init__(self) -> None:
+        for name in self.tasks:
+            parse_task(name)
+        if not self.tasks:
+            raise ValueError("evaluate.tasks is empty: name at least one task")
         if self.primary_split not in self.splits:
             raise ValueError(f"primary_split {self.primary_split!r} must be one of {self.splits}")
         if min(self.batch_size, self.max_new_tokens, self.cot_max_new_tokens) < 1:
@@ -82,7 +87,7 @@ class EvalResult:
 def select(records: list[Record], config: EvaluateConfig) -> list[Record]:
     by_key: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for r in records:
-        if r.split in config.splits:
+        if r.split in config.splits and r.task in config.tasks:
             by_key[(r.split, r.task, r.mode)].append(r)
     missing = [s for s in config.splits if not any(k[0] == s for k in by_key)]
     if missing:
