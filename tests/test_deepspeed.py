@@ -21,6 +21,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from loopback import free_port
+
 pytestmark = pytest.mark.slow
 pytest.importorskip("deepspeed", reason="the deepspeed extra: run `make venv-deepspeed`")
 
@@ -28,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ZERO3 = ROOT / "configs" / "deepspeed" / "zero3.json"
 
 
-def _torchrun(stage: str, params: Path, args: list[str], port: int) -> None:
+def _torchrun(stage: str, params: Path, args: list[str]) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(port), "-m", "unireward.cli", stage, "--params", str(params),
+           "--master_port", str(free_port()), "-m", "unireward.cli", stage, "--params", str(params),
            *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -62,7 +64,7 @@ def test_grpo_under_zero3_with_two_cpu_processes(
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
     _torchrun("grpo", params, ["--judge", str(format_judge), "--samples", str(easy_samples),
-                               "--dataset", str(shapes_dataset), "--output-dir", str(out)], 29541)
+                               "--dataset", str(shapes_dataset), "--output-dir", str(out)])
     info = _check_checkpoint(format_judge, out)
     assert info["global_step"] == 3 and len(info["reward_curve"]) == 3
 
@@ -81,7 +83,6 @@ def test_rs_sft_under_zero3_with_two_cpu_processes(
     ))
     out = tmp_path / "rs"
     _torchrun("rs_sft", params, ["--judge", str(tiny_model_dir), "--samples", str(samples),
-                                 "--dataset", str(shapes_dataset), "--output-dir", str(out)],
-              29542)
+                                 "--dataset", str(shapes_dataset), "--output-dir", str(out)])
     info = _check_checkpoint(tiny_model_dir, out)
     assert info["global_step"] == 3 and info["examples"] == 6
