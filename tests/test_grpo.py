@@ -57,6 +57,16 @@ def test_rows_carry_the_cot_prompt_images_and_exact_solution(shapes_dataset: Pat
         assert "<think>" in parts[-1]["text"] and row["solution"] == record.label
 
 
+def test_swap_augment_adds_each_pair_in_the_other_order(shapes_dataset: Path) -> None:
+    records = _pairs(shapes_dataset)[:2]
+    plain, both = grpo_rows(records, shapes_dataset), grpo_rows(records, shapes_dataset, True)
+    assert len(both) == 2 * len(plain) and both[0]["solution"] == plain[0]["solution"]
+    twin = both[1]
+    assert {plain[0]["solution"], twin["solution"]} == {IMG1, IMG2}  # the label follows the swap
+    first, second = (im.tobytes() for im in plain[0]["images"])
+    assert [im.tobytes() for im in twin["images"]] == [second, first]
+
+
 def test_grpo_changes_parameters_and_writes_artifacts(
     format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
+from unireward.judge.unified_sft import expand
 from unireward.rewards import accuracy_reward, format_reward
 from unireward.training import (
     TrainParams,
@@ -67,6 +68,9 @@ class GrpoConfig:
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     loss_type: str = "grpo"  # TRL: grpo | dapo | dr_grpo | bnpo | ...
+    # Each hard pair also in the other order (label swapped), so the update cannot reward a
+    # positional answer (unified_sft.expand; not in the published recipe).
+    swap_augment: bool = False
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 1
@@ -107,8 +111,11 @@ class GrpoResult:
 # --------------------------------------------------------------------------- data
 
 
-def grpo_rows(records: list[Record], root: Path) -> list[dict[str, Any]]:
-    """One row per hard item: `prompt` (CoT prompt, image placeholders), `images`, `solution`."""
+def grpo_rows(
+    records: list[Record], root: Path, swap_augment: bool = False
+) -> list[dict[str, Any]]:
+    """One row per hard item: `prompt` (CoT prompt, image placeholders), `images`, `solution`;
+    with `swap_augment` each item is followed by its twin in the other order."""
     from unireward.judge.examples import prompt_messages, record_images
 
     return [
@@ -117,15 +124,15 @@ def grpo_rows(records: list[Record], root: Path) -> list[dict[str, Any]]:
             "images": record_images(r, root),
             "solution": r.label,
         }
-        for r in records
+        for r in expand(records, swap_augment)
     ]
 
 
-def grpo_dataset(records: list[Record], root: Path):
+def grpo_dataset(records: list[Record], root: Path, swap_augment: bool = False):
     """A map-style `datasets.Dataset` of `grpo_rows` (GRPO's sampler repeats each prompt)."""
     from datasets import Dataset
 
-    return Dataset.from_list(grpo_rows(records, root))
+    return Dataset.from_list(grpo_rows(records, root, swap_augment))
 
 
 def load_hard_set(samples_dir: Path) -> list[Record]:
@@ -249,7 +256,7 @@ def run(
     step, history, resumed, trainer, seconds = 0, [], None, None, 0.0
     if not skipped:
         start = time.perf_counter()
-        dataset = grpo_dataset(hard, Path(dataset_dir))
+        dataset = grpo_dataset(hard, Path(dataset_dir), config.swap_augment)
         step, history, resumed, trainer = train_grpo(
             model, processor, dataset, config, output_dir, callbacks
         )
