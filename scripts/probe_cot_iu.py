@@ -48,15 +48,20 @@ def target(record: Record) -> str:
     )
 
 
+def image_understanding_pairs(records: list[Record], split: str) -> list[Record]:
+    """The probes' data: image-understanding pairwise records of one split."""
+    return [
+        r
+        for r in records
+        if r.split == split and r.task == "image_understanding" and r.mode == "pairwise"
+    ]
+
+
 def main(root: Path, out: Path, steps: int) -> dict:
     records = read_records(root)
 
     def select(split: str) -> list[Record]:
-        return [
-            r
-            for r in records
-            if r.split == split and r.task == "image_understanding" and r.mode == "pairwise"
-        ]
+        return image_understanding_pairs(records, split)
 
     train = expand(select("train"), True)
     n = len(train)

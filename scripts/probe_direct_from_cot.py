@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from probe_cot_iu import BASE, target
+from probe_cot_iu import BASE, image_understanding_pairs, target
 
 from unireward.data.schema import Record, read_records
 from unireward.judge.examples import prompt_messages, record_images
@@ -50,11 +50,7 @@ def main(root: Path, out: Path, steps: int, direct_frac: float, checkpoint: Path
     records = read_records(root)
 
     def select(split: str) -> list[Record]:
-        return [
-            r
-            for r in records
-            if r.split == split and r.task == "image_understanding" and r.mode == "pairwise"
-        ]
+        return image_understanding_pairs(records, split)
 
     train = expand(select("train"), True)
     n = len(train)
