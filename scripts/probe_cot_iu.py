@@ -57,24 +57,32 @@ def image_understanding_pairs(records: list[Record], split: str) -> list[Record]
     ]
 
 
+def example_maker(train: list[Record], root: Path, direct_frac: float = 0.0):
+    """Example i of the probes' SFT stream: shuffled epochs over `train` (both orders); a
+    direct-answer target with probability `direct_frac`, else the perception-first CoT target."""
+    n = len(train)
+
+    def make(i: int) -> dict:
+        epoch, pos = divmod(i, n)
+        r = train[np.random.default_rng([0, epoch]).permutation(n)[pos]]
+        direct = direct_frac > 0 and np.random.default_rng([1, i]).random() < direct_frac
+        text = r.label if direct else target(r)
+        return {
+            "prompt": prompt_messages(r, cot=not direct),
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
+            "images": record_images(r, root),
+        }
+
+    return make
+
+
 def main(root: Path, out: Path, steps: int) -> dict:
     records = read_records(root)
 
     def select(split: str) -> list[Record]:
         return image_understanding_pairs(records, split)
 
-    train = expand(select("train"), True)
-    n = len(train)
-
-    def make(i: int) -> dict:
-        epoch, pos = divmod(i, n)
-        r = train[np.random.default_rng([0, epoch]).permutation(n)[pos]]
-        completion = [{"role": "assistant", "content": [{"type": "text", "text": target(r)}]}]
-        return {
-            "prompt": prompt_messages(r, cot=True),
-            "completion": completion,
-            "images": record_images(r, root),
-        }
+    make = example_maker(expand(select("train"), True), root)
 
     model, processor = load_checkpoint(BASE)
     params = TrainParams(

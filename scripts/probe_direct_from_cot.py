@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from probe_cot_iu import BASE, image_understanding_pairs, target
+from probe_cot_iu import BASE, example_maker, image_understanding_pairs
 
 from unireward.data.schema import Record, read_records
 from unireward.judge.examples import prompt_messages, record_images
@@ -52,19 +52,7 @@ def main(root: Path, out: Path, steps: int, direct_frac: float, checkpoint: Path
     def select(split: str) -> list[Record]:
         return image_understanding_pairs(records, split)
 
-    train = expand(select("train"), True)
-    n = len(train)
-
-    def make(i: int) -> dict:
-        epoch, pos = divmod(i, n)
-        r = train[np.random.default_rng([0, epoch]).permutation(n)[pos]]
-        direct = np.random.default_rng([1, i]).random() < direct_frac
-        text = r.label if direct else target(r)
-        return {
-            "prompt": prompt_messages(r, cot=not direct),
-            "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
-            "images": record_images(r, root),
-        }
+    make = example_maker(expand(select("train"), True), root, direct_frac)
 
     model, processor = load_checkpoint(BASE)
     restore_weights(model, checkpoint)
