@@ -167,15 +167,14 @@ def build_pipeline(deploy: DeployConfig):
 
         # UnifiedReward-Think stage 1: CoT distillation from the teacher, SFT from the judge;
         # scored in CoT mode (format-valid rate, CoT accuracy) on the same held-out splits.
+        def evaluate_cot(model, name: str):
+            return evaluate(
+                config=evaluate_config, model=model, dataset=dataset, name=name, cot=True
+            ).set_display_name(f"evaluate-{name}")
+
         think = cold_start(config=cold_start_config, judge=judge, dataset=dataset)
         think.set_display_name("cold_start")
-        eval_think = evaluate(
-            config=evaluate_config,
-            model=think.outputs["think_judge"],
-            dataset=dataset,
-            name="think",
-            cot=True,
-        ).set_display_name("evaluate-think")
+        eval_think = evaluate_cot(think.outputs["think_judge"], "think")
 
         # Stage 2: the cold-start judge samples k CoT judgements per pair; SFT on the correct
         # ones, then (stage 3) GRPO on the pairs it missed. Each judge is scored in CoT mode.
@@ -189,23 +188,11 @@ def build_pipeline(deploy: DeployConfig):
             samples=samples,
             dataset=dataset,
         ).set_display_name("rs_sft")
-        eval_rs = evaluate(
-            config=evaluate_config,
-            model=rs.outputs["rs_judge"],
-            dataset=dataset,
-            name="rs",
-            cot=True,
-        ).set_display_name("evaluate-rs")
+        eval_rs = evaluate_cot(rs.outputs["rs_judge"], "rs")
         rl = grpo(
             config=grpo_config, judge=rs.outputs["rs_judge"], samples=samples, dataset=dataset
         ).set_display_name("grpo")
-        eval_grpo = evaluate(
-            config=evaluate_config,
-            model=rl.outputs["think_judge"],
-            dataset=dataset,
-            name="grpo",
-            cot=True,
-        ).set_display_name("evaluate-grpo")
+        eval_grpo = evaluate_cot(rl.outputs["think_judge"], "grpo")
 
         registered = register(
             config=register_config,
