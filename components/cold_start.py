@@ -14,12 +14,15 @@ from components.images import TRAIN_IMAGE
 def cold_start(
     config: dict,
     judge: Input[Model],
+    base_model: Input[Model],
     dataset: Input[Dataset],
     think_judge: Output[Model],
     distillation: Output[Dataset],
 ):
-    """`think_judge` is the checkpoint directory; `distillation` holds every teacher reply with
-    its status and reason (teacher_outputs.jsonl), the kept CoT rows and summary.json.
+    """SFT starts from `judge` (the unified judge) or, with `init: base` in the config, from
+    `base_model`. `think_judge` is the checkpoint directory; `distillation` holds every teacher
+    reply with its status and reason (teacher_outputs.jsonl), the kept CoT rows and
+    summary.json.
 
     With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) the stage works in a directory there
     keyed by the artifact URI, so a retried task reuses the distillation (no second teacher
@@ -37,7 +40,9 @@ def cold_start(
     out, root = Path(think_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
     key = hashlib.sha256(think_judge.uri.encode()).hexdigest()[:16]
     work = Path(root) / key if root else out
-    result = stage.run(cfg, Path(judge.path), Path(dataset.path), work)
+    result = stage.run(
+        cfg, Path(judge.path), Path(dataset.path), work, base_dir=Path(base_model.path)
+    )
     shutil.copytree(work / stage.DISTILL, Path(distillation.path), dirs_exist_ok=True)
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)

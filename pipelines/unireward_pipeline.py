@@ -165,14 +165,17 @@ def build_pipeline(deploy: DeployConfig):
         eval_judge = evaluate(config=evaluate_config, model=judge, dataset=dataset, name="judge")
         eval_judge.set_display_name("evaluate-judge")
 
-        # UnifiedReward-Think stage 1: CoT distillation from the teacher, SFT from the judge;
-        # scored in CoT mode (format-valid rate, CoT accuracy) on the same held-out splits.
+        # UnifiedReward-Think stage 1: CoT distillation from the teacher, SFT from the judge (or
+        # the base, `init: base`); scored in CoT mode (format-valid rate, CoT accuracy) on the
+        # same held-out splits.
         def evaluate_cot(model, name: str):
             return evaluate(
                 config=evaluate_config, model=model, dataset=dataset, name=name, cot=True
             ).set_display_name(f"evaluate-{name}")
 
-        think = cold_start(config=cold_start_config, judge=judge, dataset=dataset)
+        think = cold_start(
+            config=cold_start_config, judge=judge, base_model=base.output, dataset=dataset
+        )
         think.set_display_name("cold_start")
         eval_think = evaluate_cot(think.outputs["think_judge"], "think")
 

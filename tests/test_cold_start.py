@@ -8,6 +8,7 @@ filter, and the stage on a tiny model (parameters change, artifacts written, res
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 from unireward.config import from_dict
@@ -313,6 +314,33 @@ def test_run_changes_parameters_and_writes_artifacts(
     assert not (out / CHECKPOINTS).exists()
     losses = [h["loss"] for h in json.loads((out / "train_log.json").read_text()) if "loss" in h]
     assert losses and all(loss == loss for loss in losses)
+
+
+def test_init_base_trains_the_base_and_init_judge_the_judge(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    """Four small steps move each weight by ~1e-3; the judge differs from the base by 1.0."""
+    judge = tmp_path / "judge"
+    shutil.copytree(tiny_model_dir, judge)
+    base_weights = load_file(tiny_model_dir / "model.safetensors")
+    save_file({k: v + 1.0 for k, v in base_weights.items()}, judge / "model.safetensors")
+
+    def distance(out: Path, start: dict[str, torch.Tensor]) -> float:
+        after = load_file(out / "model.safetensors")
+        return max(float((after[k] - start[k]).abs().max()) for k in start)
+
+    run(_tiny_config(init="base"), judge, shapes_dataset, tmp_path / "b", base_dir=tiny_model_dir)
+    assert distance(tmp_path / "b", base_weights) < 0.1
+    info = json.loads((tmp_path / "b" / "unireward.json").read_text())
+    assert info["started_from"] == str(tiny_model_dir) and info["config"]["init"] == "base"
+    judge_weights = load_file(judge / "model.safetensors")
+    run(_tiny_config(), judge, shapes_dataset, tmp_path / "j", base_dir=tiny_model_dir)
+    assert distance(tmp_path / "j", judge_weights) < 0.1
+
+    with pytest.raises(ValueError, match="init: base needs the base model"):
+        run(_tiny_config(init="base"), judge, shapes_dataset, tmp_path / "none")
+    with pytest.raises(ValueError, match="init 'scratch' unknown"):
+        _tiny_config(init="scratch")
 
 
 class _Killed(Exception):

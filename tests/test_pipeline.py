@@ -86,7 +86,7 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         "evaluate-base": ["base_model", "validate"],
         "evaluate-judge": ["unified_sft", "validate"],
         "register": ["evaluate-judge", "unified_sft"],
-        "cold_start": ["unified_sft", "validate"],
+        "cold_start": ["base_model", "unified_sft", "validate"],
         "evaluate-think": ["cold_start", "validate"],
         "rejection_sample": ["cold_start", "validate"],
         "rs_sft": ["cold_start", "rejection_sample", "validate"],
@@ -106,9 +106,11 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         k: display[v["taskOutputArtifact"]["producerTask"]] for k, v in register_inputs.items()
     }
     assert producers == {"evaluation": "evaluate-judge", "model": "unified_sft"}
-    # cold start starts from the unified judge; its evaluation is in CoT mode.
+    # cold start gets the unified judge and the base (its config's `init` picks the start);
+    # its evaluation is in CoT mode.
     cold_inputs = by_display["cold_start"]["inputs"]["artifacts"]
     assert display[cold_inputs["judge"]["taskOutputArtifact"]["producerTask"]] == "unified_sft"
+    assert display[cold_inputs["base_model"]["taskOutputArtifact"]["producerTask"]] == "base_model"
     think_params = by_display["evaluate-think"]["inputs"]["parameters"]
     assert think_params["cot"]["runtimeValue"]["constant"] is True
     assert "cot" not in by_display["evaluate-judge"]["inputs"]["parameters"]
@@ -175,6 +177,7 @@ TINY = {
     "cold_start": {
         "train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1},
         "max_items_per_task": 1,
+        "init": "base",  # the `full` profile's start (quick's, the judge: tests/test_cold_start)
     },
     "rejection_sample": {"k": 2, "max_items_per_task": 1, "max_new_tokens": 8},
     "rs_sft": {"train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1}},
@@ -234,12 +237,13 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert "challenger" in run.aliases
     assert "image_generation/pairwise_diff" in run.judge_metrics
     assert set(run.base_metrics) == set(run.judge_metrics)
-    # the cold-start judge: trained from the unified judge, scored in CoT mode
+    # the cold-start judge: trained from the base (`init: base`), scored in CoT mode
     thinks = list((tmp_path / "kfp").glob("unireward-*/cold-start/think_judge"))
     assert len(thinks) == 1 and list(thinks[0].glob("*.safetensors"))
     info = json.loads((thinks[0] / "unireward.json").read_text())
     assert info["stage"] == "cold_start" and info["global_step"] == 2
     assert info["judge"].endswith("unified-sft/judge")
+    assert info["started_from"] == str(tiny_base)  # kfp.local's importer passes the path as is
     distilled = list((tmp_path / "kfp").glob("unireward-*/cold-start/distillation"))
     assert (distilled[0] / "teacher_outputs.jsonl").read_text().count("\n") == 8  # 4 x 2 orders
     assert 0 <= run.think_metrics["image_generation/format_valid"] <= 1

@@ -16,6 +16,8 @@ from unireward.data.shapes import Scene, ShapesConfig, describe, generate
 from unireward.data.teacher import STYLES, teacher_cot, teacher_point_cot
 from unireward.tasks import PAIR_ANSWERS, TIE_ANSWERS, Mode, Task
 
+SCORING = tuple(s for s in STYLES if s != "observation")  # the styles that write totals
+
 COT = re.compile(r"<think>(?P<think>[^<>]+)</think><answer>(?P<answer>[^<>]+)</answer>")
 
 
@@ -35,7 +37,7 @@ def _dims(task: Task) -> tuple[str, ...]:
     return ("semantic accuracy", "correctness", "clarity")
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", SCORING)
 def test_error_free_teacher_parses_and_agrees_with_the_label(
     records: list[Record], style: str
 ) -> None:
@@ -75,6 +77,35 @@ def test_perception_first_says_what_it_sees_before_it_scores(records: list[Recor
         assert think.endswith("scores higher.")
 
 
+def test_observation_style_is_what_it_sees_then_the_verdict(records: list[Record]) -> None:
+    """The probe's target (scripts/probe_cot_iu.py), word for word, and its generation analogue:
+    perception_first's observations, no scores, then the answer."""
+    pairs = _judgeable(records)
+    for r in pairs:
+        full = COT.fullmatch(teacher_cot(r, np.random.default_rng(0), 0.0))["think"]
+        text = teacher_cot(r, np.random.default_rng(0), 0.0, style="observation")
+        match = COT.fullmatch(text)
+        assert match and match["answer"] == r.label
+        think, meta = match["think"], r.meta_dict
+        assert "total" not in think and "scores higher" not in think and full.startswith(think)
+        if Task(r.task).is_generation:
+            assert think.endswith(f"The caption asks for {r.prompt}.")
+        else:
+            a, b = r.responses
+            assert text == (
+                f"<think>I see {meta['correct_answer']}. Answer 1 says {a}. Answer 2 says {b}."
+                f"</think><answer>{r.label}</answer>"
+            )
+    # a wrong teacher stays self-consistent: what it says it sees is the wrong answer's claim
+    rng, wrong = np.random.default_rng(7), 0
+    for r in [r for r in pairs if not Task(r.task).is_generation]:
+        match = COT.fullmatch(teacher_cot(r, rng, 1.0, style="observation"))
+        assert match["answer"] != r.label
+        k = PAIR_ANSWERS[Task(r.task)].index(match["answer"])
+        wrong += match["think"].startswith(f"I see {r.responses[k]}.")
+    assert wrong == len([r for r in pairs if not Task(r.task).is_generation])
+
+
 def test_scores_style_is_the_earlier_verdict_first_text(records: list[Record]) -> None:
     r = next(r for r in _judgeable(records) if r.task == "image_understanding")
     think = COT.fullmatch(teacher_cot(r, np.random.default_rng(0), 0.0, style="scores"))["think"]
@@ -91,7 +122,7 @@ def test_pointwise_judgements_see_first_and_end_in_the_true_score(
         assert parse_pointwise(parts[1], Task(task)).score == pytest.approx(r.score)
 
 
-@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("style", SCORING)
 def test_error_rate_is_met_empirically_and_errors_stay_self_consistent(
     records: list[Record], style: str
 ) -> None:

@@ -198,17 +198,21 @@ def cold_start(
     ] = Path("runs/unified_sft"),
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/cold_start"),
+    base: Annotated[
+        Path, typer.Option("--base", help="Base model, the start with config `init: base`.")
+    ] = Path("models/base-tiny"),
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
-    """Stage 4: distil teacher CoT judgements, keep the correct ones, SFT the judge on them."""
+    """Stage 4: distil teacher CoT judgements, keep the correct ones, SFT the judge (or, with
+    `init: base`, the base model) on them."""
     from unireward.think import cold_start as stage
 
     config = _load(stage.ColdStartConfig, "cold_start", profile, params)
-    _require(judge, dataset)
+    _require(dataset, base if config.init == "base" else judge)
     try:
         with _user_errors():
-            result = stage.run(config, judge, dataset, output_dir)
+            result = stage.run(config, judge, dataset, output_dir, base_dir=base)
     except stage.TeacherFailures as err:
         typer.echo(f"cold_start failed: {err}", err=True)
         raise typer.Exit(code=1) from None

@@ -13,7 +13,7 @@ Usage::
     # Image 1 scores higher.</think><answer>Image 1 is better</answer>
     point = teacher_point_cot(record)   # pointwise: ...<answer>Final Score: 3.5</answer>
 
-Two styles (`STYLES`):
+Three styles (`STYLES`):
 - `perception_first` (default): first what the teacher *sees* in the media ("I see a red circle
   at the top left, noisy."; for understanding, what the image shows for the question, then what
   each answer says), then per-item scores, then the comparison. Measured on the tiny judge: it
@@ -22,6 +22,11 @@ Two styles (`STYLES`):
   combinations and 0.665 on unseen ones (image understanding pairwise; direct answers 0.50).
   The observation vocabulary is the one `pretrain_base` taught the base model (`describe()`,
   clean / noisy / blurry, smooth / shuffled / frozen), so the perception it learned is reused.
+- `observation`: perception_first's observations only, then the verdict, with no scores ("I see
+  a red circle. Answer 1 says a red circle. Answer 2 says a blue circle." then the answer; for
+  generation, what each item shows and what the caption asks for). The ~40-token target of
+  `scripts/probe_cot_iu.py`, which took the tiny judge *from the base* to 0.735 / 0.665 CoT
+  accuracy on image understanding (cold_start `init: base`, profile `full`).
 - `scores`: the earlier verdict-numbers-first text ("semantic accuracy 0/3 (says X, it is Y)");
   kept because the shipped base's tokenizer corpus was built from it (model/pretrain_base.py).
 
@@ -59,7 +64,8 @@ from unireward.tasks import (
     parse_task,
 )
 
-STYLES = ("perception_first", "scores")
+STYLES = ("perception_first", "observation", "scores")
+OBSERVING = ("perception_first", "observation")  # the styles that say what they see first
 
 # defect -> (aesthetics /2, authenticity /2, why). Any defect costs at least 1 point in total, so
 # a defective render never ties the clean, matching one (3 + 2 + 2 = 7).
@@ -159,10 +165,11 @@ def _generation_pair(meta: dict[str, Any], noun: str, err: bool, style: str) -> 
         items, better = items[::-1], 1 - better
     marks = [_generation_assessment(item, meta["target"], style) for item in items]
     lines = []
-    if style == "perception_first":
+    if style in OBSERVING:
         lines += [f"{noun} {k + 1}: I see {_seen(item)}." for k, item in enumerate(items)]
         lines.append(f"The caption asks for {describe(Scene(**meta['target']))}.")
-    lines += [f"{noun} {k + 1}: {text}." for k, (text, _) in enumerate(marks)]
+    if style != "observation":
+        lines += [f"{noun} {k + 1}: {text}." for k, (text, _) in enumerate(marks)]
     return lines, better
 
 
@@ -174,12 +181,13 @@ def _understanding_pair(record: Record, meta: dict[str, Any], err: bool, style: 
         scene, better = {**scene, **claims[1 - better]}, 1 - better
     marks = [_understanding_assessment(c, scene, style) for c in claims]
     lines = []
-    if style == "perception_first":
+    if style in OBSERVING:
         qtype = meta["question_type"]
         seen = answer_text(qtype, {a: scene[a] for a in claims[0]})
         lines.append(f"I see {seen}.")
         lines += [f"Answer {k + 1} says {resp}." for k, resp in enumerate(record.responses)]
-    lines += [f"Answer {k + 1}: {text}." for k, (text, _) in enumerate(marks)]
+    if style != "observation":
+        lines += [f"Answer {k + 1}: {text}." for k, (text, _) in enumerate(marks)]
     return lines, better
 
 
@@ -213,7 +221,8 @@ def teacher_cot(
     else:
         noun = "Answer"
         lines, better = _understanding_pair(record, meta, err, style)
-    lines.append(f"{noun} {better + 1} scores higher.")
+    if style != "observation":
+        lines.append(f"{noun} {better + 1} scores higher.")
     return _cot(lines, PAIR_ANSWERS[task][better])
 
 
