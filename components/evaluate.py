@@ -18,9 +18,11 @@ def evaluate(
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
     cot: bool = False,
+    samples: Input[Dataset] = None,
 ):
     """`evaluation` is a directory: metrics.json, metrics.png, predictions.parquet. `cot` judges
-    pairwise items in CoT mode (the Think judges), whatever the config says."""
+    pairwise items in CoT mode (the Think judges), whatever the config says. With `samples` (a
+    rejection_sample output) its hard items are scored too, as split `hard`."""
     import dataclasses
     import math
     from pathlib import Path
@@ -31,7 +33,14 @@ def evaluate(
     cfg = from_dict(stage.EvaluateConfig, config, where="evaluate")
     if cot:
         cfg = dataclasses.replace(cfg, cot=True)
-    result = stage.run(cfg, Path(model.path), Path(dataset.path), Path(evaluation.path), name=name)
+    result = stage.run(
+        cfg,
+        Path(model.path),
+        Path(dataset.path),
+        Path(evaluation.path),
+        name=name,
+        samples_dir=Path(samples.path) if samples is not None else None,
+    )
     for key, value in sorted(result.metrics.items()):
         if not math.isnan(value):  # KFP metrics are numbers; nan means "no usable verdict"
             metrics.log_metric(key, value)

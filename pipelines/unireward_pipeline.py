@@ -168,16 +168,21 @@ def build_pipeline(deploy: DeployConfig):
         # UnifiedReward-Think stage 1: CoT distillation from the teacher, SFT from the judge (or
         # the base, `init: base`); scored in CoT mode (format-valid rate, CoT accuracy) on the
         # same held-out splits.
+        # Each Think judge is also scored on rejection sampling's hard items (split `hard`).
         def evaluate_cot(model, name: str):
             return evaluate(
-                config=evaluate_config, model=model, dataset=dataset, name=name, cot=True
+                config=evaluate_config,
+                model=model,
+                dataset=dataset,
+                name=name,
+                cot=True,
+                samples=samples,
             ).set_display_name(f"evaluate-{name}")
 
         think = cold_start(
             config=cold_start_config, judge=judge, base_model=base.output, dataset=dataset
         )
         think.set_display_name("cold_start")
-        eval_think = evaluate_cot(think.outputs["think_judge"], "think")
 
         # Stage 2: the cold-start judge samples k CoT judgements per pair; SFT on the correct
         # ones, then (stage 3) GRPO on the pairs it missed. Each judge is scored in CoT mode.
@@ -185,6 +190,7 @@ def build_pipeline(deploy: DeployConfig):
             config=rejection_sample_config, judge=think.outputs["think_judge"], dataset=dataset
         ).set_display_name("rejection_sample")
         samples = sampled.outputs["samples"]
+        eval_think = evaluate_cot(think.outputs["think_judge"], "think")
         rs = rs_sft(
             config=rs_sft_config,
             judge=think.outputs["think_judge"],

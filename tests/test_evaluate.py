@@ -196,3 +196,37 @@ def test_evaluate_can_score_some_tasks_only(shapes_dataset: Path) -> None:
         EvaluateConfig(tasks=("image_undrstanding",))
     with pytest.raises(ValueError, match="empty"):
         EvaluateConfig(tasks=())
+
+
+def test_rejection_samplings_hard_items_are_scored_as_split_hard(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    """`samples_dir`: the hard items of a rejection_sample output (media in the dataset) become
+    split `hard`; an empty hard set adds nothing; the name `hard` is reserved."""
+    from unireward.data.schema import write_records
+    from unireward.eval.evaluate import hard_records
+
+    train = [r for r in read_records(shapes_dataset) if r.split == "train"]
+    hard = [r for r in train if r.mode == "pairwise" and r.task.endswith("understanding")]
+    write_records(hard + [r for r in train if r.mode == "pointwise"][:1], tmp_path / "s" / "hard")
+    cfg = EvaluateConfig(
+        max_per_task_mode=1, batch_size=16, cot=True, cot_max_new_tokens=8, tracking_uri="null"
+    )
+    assert [r.id for r in hard_records(tmp_path / "s", cfg)] == [r.id for r in hard]  # pairwise
+    run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "eval", samples_dir=tmp_path / "s")
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for task in ("image_understanding", "video_understanding"):
+        for key in ("pairwise_diff", "format_valid", "cot_accuracy", "swap_consistency"):
+            assert f"hard/{task}/{key}" in m
+    assert "hard/image_generation/pairwise_diff" not in m and "hard/cot_accuracy_mean" in m
+    preds = pd.read_parquet(tmp_path / "eval" / "predictions.parquet")
+    assert sorted(preds[preds["split"] == "hard"]["id"]) == sorted(r.id for r in hard)
+
+    only_iu = EvaluateConfig(tasks=("image_understanding",), tracking_uri="null")
+    assert {r.task for r in hard_records(tmp_path / "s", only_iu)} == {"image_understanding"}
+    write_records([], tmp_path / "empty" / "hard")
+    assert hard_records(tmp_path / "empty", cfg) == []
+    with pytest.raises(ValueError, match="reserved"):
+        hard_records(tmp_path / "s", EvaluateConfig(splits=("hard",), primary_split="hard"))
+    with pytest.raises(FileNotFoundError, match=r"records\.parquet"):
+        hard_records(tmp_path / "eval", cfg)

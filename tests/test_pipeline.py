@@ -87,12 +87,12 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         "evaluate-judge": ["unified_sft", "validate"],
         "register": ["evaluate-judge", "unified_sft"],
         "cold_start": ["base_model", "unified_sft", "validate"],
-        "evaluate-think": ["cold_start", "validate"],
+        "evaluate-think": ["cold_start", "rejection_sample", "validate"],
         "rejection_sample": ["cold_start", "validate"],
         "rs_sft": ["cold_start", "rejection_sample", "validate"],
-        "evaluate-rs": ["rs_sft", "validate"],
+        "evaluate-rs": ["rejection_sample", "rs_sft", "validate"],
         "grpo": ["rejection_sample", "rs_sft", "validate"],
-        "evaluate-grpo": ["grpo", "validate"],
+        "evaluate-grpo": ["grpo", "rejection_sample", "validate"],
         "policy_model": [],
         "build_pairs": ["policy_model", "register", "unified_sft"],
         "dpo": ["build_pairs", "policy_model"],
@@ -127,6 +127,11 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
     assert producer("grpo", "samples") == "rejection_sample"
     for task in ("evaluate-rs", "evaluate-grpo"):
         assert by_display[task]["inputs"]["parameters"]["cot"]["runtimeValue"]["constant"] is True
+    # ... and on rejection sampling's hard items (split `hard`); the direct ones are not.
+    for task in ("evaluate-think", "evaluate-rs", "evaluate-grpo"):
+        assert producer(task, "samples") == "rejection_sample"
+    for task in ("evaluate-base", "evaluate-judge"):
+        assert "samples" not in by_display[task]["inputs"]["artifacts"]
     # the policy is registered under its own name, with the policy evaluation
     reg_policy = by_display["register_policy"]["inputs"]
     assert display[reg_policy["artifacts"]["evaluation"]["taskOutputArtifact"]["producerTask"]] == (
@@ -262,8 +267,10 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     assert grpo_info["stage"] == "grpo" and grpo_info["judge"].endswith("rs-sft/rs_judge")
     assert grpo_info["prompts"] == summary["hard"]
     assert grpo_info["global_step"] == (2 if summary["hard"] else 0)
-    for metrics in (run.rs_metrics, run.grpo_metrics):
+    for metrics in (run.think_metrics, run.rs_metrics, run.grpo_metrics):
         assert 0 <= metrics["image_generation/format_valid"] <= 1
+        # rejection sampling's hard items are scored too, as split `hard`
+        assert ("hard/cot_accuracy_mean" in metrics) == (summary["hard"] > 0)
     # cold_start tracked its distillation and training to the run's MLflow store
     from unireward.tracking import MlflowTracker
 

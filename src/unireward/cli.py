@@ -13,7 +13,8 @@
         --dataset runs/validate --output-dir runs/rs_sft
     unireward grpo --judge runs/rs_sft --samples runs/rejection_sample \
         --dataset runs/validate --output-dir runs/grpo
-    unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
+    unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval \
+        [--cot] [--samples runs/rejection_sample]
     unireward register --model runs/unified_sft --metrics runs/eval/metrics.json \
         --output-dir runs/register
     unireward report --base runs/eval_base/metrics.json --judge runs/eval/metrics.json
@@ -298,6 +299,12 @@ def evaluate(
     cot: Annotated[
         bool, typer.Option("--cot", help="Pairwise in CoT mode (overrides the config's `cot`).")
     ] = False,
+    samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--samples", help="rejection_sample's output: also score its hard items (split hard)."
+        ),
+    ] = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -307,9 +314,9 @@ def evaluate(
     config = _load(stage.EvaluateConfig, "evaluate", profile, params)
     if cot:
         config = dataclasses.replace(config, cot=True)
-    _require(model, dataset)
+    _require(model, dataset, *([samples] if samples else []))
     with _user_errors():
-        result = stage.run(config, model, dataset, output_dir, name=name)
+        result = stage.run(config, model, dataset, output_dir, name=name, samples_dir=samples)
     means = {k: _jsonable(v) for k, v in result.metrics.items() if k.endswith("_mean")}
     _echo("evaluate", result, means)
 

@@ -14,10 +14,14 @@ Protocol (shared/DESIGN.md, "Evaluation protocol"):
   (rewards.is_correct, the GRPO accuracy reward, over non-tied pairs). Pointwise stays direct
   (the contract's CoT is pairwise only).
 - breakdown by what differs between the candidates (an attribute or a defect) or by question type.
+- the **hard split** (`--samples`, the DAG's `samples` input): given a `rejection_sample`
+  output, its hard items (the training pairs the cold-start judge got wrong on every sample,
+  GRPO's data) are scored as one more split, `hard`, so the Think ablation can show what RS and
+  GRPO did on the items GRPO trained on (UnifiedReward-Think's hard split).
 
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval
     unireward evaluate --model runs/cold_start --dataset runs/validate --output-dir runs/eval \
-        --cot
+        --cot [--samples runs/rejection_sample]
 
 Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary split,
 `<split>/<task>/<metric>` for the others, and `*_mean` aggregates), `predictions.parquet`
@@ -26,6 +30,7 @@ Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary spl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections import defaultdict
@@ -44,6 +49,7 @@ from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, Mode, parse_mode, parse_task
 
 PAIRWISE_KEYS = ("pairwise_tau", "pairwise_diff", "swap_consistency")
+HARD_SPLIT = "hard"  # rejection sampling's hard items, scored with `samples_dir`
 COT_KEYS = ("format_valid", "cot_accuracy")
 
 
@@ -100,6 +106,19 @@ def select(records: list[Record], config: EvaluateConfig) -> list[Record]:
         limit = min((n for n in limits if n), default=0)
         out.extend(by_key[key][:limit] if limit else by_key[key])
     return out
+
+
+def hard_records(samples_dir: Path, config: EvaluateConfig) -> list[Record]:
+    """rejection_sample's hard items (`samples_dir/hard`) of the configured tasks, as split
+    `hard`. Their media paths are the input dataset's, like every record rejection_sample
+    writes. An empty hard set is an empty list: no `hard` metrics."""
+    if config.primary_split == HARD_SPLIT or HARD_SPLIT in config.splits:
+        raise ValueError(f"split name {HARD_SPLIT!r} is reserved for rejection sampling's items")
+    return [
+        dataclasses.replace(r, split=HARD_SPLIT)
+        for r in read_records(Path(samples_dir) / "hard")
+        if r.task in config.tasks and r.mode == Mode.PAIRWISE
+    ]
 
 
 def presented_order(records: list[Record], seed: int) -> list[Record]:
@@ -212,7 +231,8 @@ def _row(r: Record, text: str, text_swapped: str | None, cot: bool) -> dict[str,
 
 def compute_metrics(rows: list[dict[str, Any]], config: EvaluateConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    for split in config.splits:
+    hard = [HARD_SPLIT] if any(r["split"] == HARD_SPLIT for r in rows) else []
+    for split in (*config.splits, *hard):
         part = score_split([r for r in rows if r["split"] == split])
         prefix = "" if split == config.primary_split else f"{split}/"
         metrics.update({f"{prefix}{k}": v for k, v in part.items()})
@@ -247,6 +267,7 @@ def run(
     dataset_dir: Path,
     output_dir: Path,
     name: str = "judge",
+    samples_dir: Path | None = None,
 ) -> EvalResult:
     import pandas as pd
     import torch
@@ -258,6 +279,8 @@ def run(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     records = select(read_records(Path(dataset_dir)), config)
+    if samples_dir is not None:
+        records += hard_records(samples_dir, config)
     model, processor = load_checkpoint(Path(model_dir))
     rows = predict(model, processor, records, Path(dataset_dir), config)
     metrics = compute_metrics(rows, config)
@@ -267,7 +290,8 @@ def run(
     tracker = make_tracker(config.tracking_uri, config.experiment)
     tags = {"stage": "evaluate", "model": name, "mode": "cot" if config.cot else "direct"}
     with tracker.start_run(f"evaluate-{name}", tags=tags):
-        tracker.log_params({"evaluate": to_dict(config), "model_dir": str(model_dir)})
+        paths = {"model_dir": str(model_dir), "samples_dir": str(samples_dir)}
+        tracker.log_params({"evaluate": to_dict(config), **paths})
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
         tracker.log_artifacts(output_dir, "evaluate")
     return EvalResult(metrics=metrics, output_dir=output_dir)
