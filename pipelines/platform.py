@@ -72,6 +72,7 @@ class StageResources:
     rs_sft: Resources = Resources("8", "64Gi", gpus=1)
     grpo: Resources = Resources("8", "64Gi", gpus=1)
     evaluate: Resources = Resources("4", "32Gi", gpus=1)
+    ablation: Resources = Resources("1", "2Gi")  # reads metrics.json files, one plot
     register: Resources = Resources("1", "2Gi")
     build_pairs: Resources = Resources("4", "32Gi", gpus=1)  # samples the policy
     dpo: Resources = Resources("8", "64Gi", gpus=1)

@@ -34,6 +34,7 @@ TRACKED_STAGES = (
     "rs_sft",
     "grpo",
     "evaluate",
+    "ablation",
     "register",
     "build_pairs",
     "dpo",
@@ -49,6 +50,7 @@ class LocalRun:
     think_metrics: dict[str, float]  # the cold-start judge, pairwise in CoT mode
     rs_metrics: dict[str, float]  # + rejection sampling (rs_sft), CoT mode
     grpo_metrics: dict[str, float]  # + GRPO, CoT mode
+    ablation_table: str  # ablation.md: judge -> think -> rs -> grpo, per split and task
     registration: dict[str, Any]
     aliases: list[str]
     pair_stats: dict[str, Any]  # build_pairs' stats.json
@@ -135,6 +137,7 @@ def run_pipeline(
         think_metrics=_metrics(task.outputs["think_evaluation"].path),
         rs_metrics=_metrics(task.outputs["rs_evaluation"].path),
         grpo_metrics=_metrics(task.outputs["grpo_evaluation"].path),
+        ablation_table=(Path(task.outputs["ablation"].path) / "ablation.md").read_text(),
         registration=registration,
         aliases=_aliases(uri, registration["model_name"], registration["version"]),
         pair_stats=json.loads((Path(task.outputs["pairs"].path) / "stats.json").read_text()),
@@ -187,6 +190,8 @@ def describe(run: LocalRun) -> str:
             format_comparison(run.rs_metrics, run.grpo_metrics, names=("rs", "grpo")),
             _format_valid(run.grpo_metrics),
             "",
+            "UnifiedReward-Think ablation (ablation.md):",
+            run.ablation_table,
             f"registered: {reg['model_name']} version {reg['version']} "
             f"aliases {run.aliases or '[]'} (promoted: {reg['promoted']})",
             *(f"  gate: {reason}" for reason in reg["reasons"]),

@@ -2,7 +2,8 @@
 ingest -> validate -> unified_sft -> evaluate(base) || evaluate(judge) -> register,
                                   \-> cold_start -> rejection_sample -> rs_sft -> grpo,
                                       with evaluate(think | rs | grpo, CoT mode) after each
-                                      training stage (the UnifiedReward-Think ablation).
+                                      training stage -> ablation (one table across the
+                                      judge and the three Think judges).
 register -> build_pairs (serve the judge + pair construction) -> dpo -> evaluate_policy
          -> register_policy (the policy's own registered model).
 
@@ -32,6 +33,7 @@ kfp.local (its importer accepts a plain path, and the artifact's `.path` is that
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from components.ablation import ablation
 from components.build_pairs import build_pairs
 from components.cold_start import cold_start
 from components.dpo import dpo
@@ -62,6 +64,7 @@ STAGES = (
     "rs_sft",
     "grpo",
     "evaluate",
+    "ablation",
     "register",
     "serve",
     "build_pairs",
@@ -95,13 +98,15 @@ def stage_configs(
 
 
 class Outputs(NamedTuple):
-    """What a run hands back: the evaluation directories and the registration record."""
+    """What a run hands back: the evaluation directories, the ablation table's directory and
+    the registration records."""
 
     base_evaluation: dsl.Artifact
     judge_evaluation: dsl.Artifact
     think_evaluation: dsl.Artifact
     rs_evaluation: dsl.Artifact
     grpo_evaluation: dsl.Artifact
+    ablation: dsl.Artifact
     registration: dsl.Artifact
     pairs: dsl.Dataset
     policy_evaluation: dsl.Artifact
@@ -127,6 +132,7 @@ def build_pipeline(deploy: DeployConfig):
         rs_sft_config: dict,
         grpo_config: dict,
         evaluate_config: dict,
+        ablation_config: dict,
         register_config: dict,
         serve_config: dict,
         build_pairs_config: dict,
@@ -140,6 +146,7 @@ def build_pipeline(deploy: DeployConfig):
         think_evaluation=dsl.Artifact,
         rs_evaluation=dsl.Artifact,
         grpo_evaluation=dsl.Artifact,
+        ablation=dsl.Artifact,
         registration=dsl.Artifact,
         pairs=dsl.Dataset,
         policy_evaluation=dsl.Artifact,
@@ -203,6 +210,15 @@ def build_pipeline(deploy: DeployConfig):
         ).set_display_name("grpo")
         eval_grpo = evaluate_cot(rl.outputs["think_judge"], "grpo")
 
+        # The paper's ablation table: unified judge -> + cold start -> + RS -> + GRPO.
+        table = ablation(
+            config=ablation_config,
+            judge=eval_judge.outputs["evaluation"],
+            think=eval_think.outputs["evaluation"],
+            rs=eval_rs.outputs["evaluation"],
+            grpo=eval_grpo.outputs["evaluation"],
+        ).set_display_name("ablation")
+
         registered = register(
             config=register_config,
             model=judge,
@@ -250,6 +266,7 @@ def build_pipeline(deploy: DeployConfig):
             ("evaluate", eval_think),
             ("evaluate", eval_rs),
             ("evaluate", eval_grpo),
+            ("ablation", table),
             ("register", registered),
             ("build_pairs", pairs),
             ("dpo", aligned),
@@ -264,6 +281,7 @@ def build_pipeline(deploy: DeployConfig):
             think_evaluation=eval_think.outputs["evaluation"],
             rs_evaluation=eval_rs.outputs["evaluation"],
             grpo_evaluation=eval_grpo.outputs["evaluation"],
+            ablation=table.outputs["ablation"],
             registration=registered.outputs["registration"],
             pairs=pairs.outputs["pairs"],
             policy_evaluation=eval_policy.outputs["evaluation"],

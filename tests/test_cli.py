@@ -26,6 +26,7 @@ STAGES = (
     "rs_sft",
     "grpo",
     "evaluate",
+    "ablation",
     "register",
     "serve",
     "policy_sft",

@@ -26,6 +26,7 @@ STAGE_CONFIGS = {
     "rs_sft": "unireward.think.rs_sft:RsSftConfig",
     "grpo": "unireward.think.grpo:GrpoConfig",
     "evaluate": "unireward.eval.evaluate:EvaluateConfig",
+    "ablation": "unireward.eval.ablation:AblationConfig",
     "register": "unireward.registry.register:RegisterConfig",
     "serve": "unireward.serving.serve:ServeConfig",
     "policy_sft": "unireward.policy.policy_sft:PolicySftConfig",

@@ -25,6 +25,7 @@ STAGE_COMPONENTS = (
     "rs_sft",
     "grpo",
     "evaluate",
+    "ablation",
     "register",
     "policy_sft",
     "build_pairs",
@@ -93,6 +94,7 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         "evaluate-rs": ["rejection_sample", "rs_sft", "validate"],
         "grpo": ["rejection_sample", "rs_sft", "validate"],
         "evaluate-grpo": ["grpo", "rejection_sample", "validate"],
+        "ablation": ["evaluate-grpo", "evaluate-judge", "evaluate-rs", "evaluate-think"],
         "policy_model": [],
         "build_pairs": ["policy_model", "register", "unified_sft"],
         "dpo": ["build_pairs", "policy_model"],
@@ -132,6 +134,9 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
         assert producer(task, "samples") == "rejection_sample"
     for task in ("evaluate-base", "evaluate-judge"):
         assert "samples" not in by_display[task]["inputs"]["artifacts"]
+    # the ablation's columns: each input is the evaluation of the judge of the same name
+    for column in ("judge", "think", "rs", "grpo"):
+        assert producer("ablation", column) == f"evaluate-{column}"
     # the policy is registered under its own name, with the policy evaluation
     reg_policy = by_display["register_policy"]["inputs"]
     assert display[reg_policy["artifacts"]["evaluation"]["taskOutputArtifact"]["producerTask"]] == (
@@ -296,3 +301,11 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
     )
     assert pairs_run.data.metrics["kept"] == run.pair_stats["kept"]
     assert "build_pairs (judge: oracle" in text and "policy before -> after" in text
+    # the ablation: one table per split across the four judges, and its own MLflow run
+    assert "| task | judge (direct) | think (CoT) | rs (CoT) | grpo (CoT) |" in run.ablation_table
+    assert run.ablation_table in text
+    [ablation_run] = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.stage = 'ablation'"
+    )
+    key = "image_generation/format_valid"
+    assert ablation_run.data.metrics[f"grpo/eval_seen/{key}"] == run.grpo_metrics[key]

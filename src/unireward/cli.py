@@ -15,6 +15,9 @@
         --dataset runs/validate --output-dir runs/grpo
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval \
         [--cot] [--samples runs/rejection_sample]
+    unireward ablation --evaluation judge=runs/evaluate/judge \
+        --evaluation think=runs/evaluate/think --evaluation rs=runs/evaluate/rs \
+        --evaluation grpo=runs/evaluate/grpo --output-dir runs/ablation
     unireward register --model runs/unified_sft --metrics runs/eval/metrics.json \
         --output-dir runs/register
     unireward report --base runs/eval_base/metrics.json --judge runs/eval/metrics.json
@@ -319,6 +322,29 @@ def evaluate(
         result = stage.run(config, model, dataset, output_dir, name=name, samples_dir=samples)
     means = {k: _jsonable(v) for k, v in result.metrics.items() if k.endswith("_mean")}
     _echo("evaluate", result, means)
+
+
+@app.command("ablation")
+def ablation(
+    evaluation: Annotated[
+        list[str],
+        typer.Option(
+            "--evaluation",
+            help="NAME=DIR of an `unireward evaluate` output (repeatable; order = columns).",
+        ),
+    ],
+    output_dir: OutputDir = Path("runs/ablation"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """The UnifiedReward-Think ablation: one table per split across the evaluated judges."""
+    from unireward.eval import ablation as stage
+
+    config = _load(stage.AblationConfig, "ablation", profile, params)
+    with _user_errors():
+        result = stage.run(config, stage.parse_evaluations(evaluation), output_dir)
+    typer.echo(result.table_path.read_text())
+    _echo("ablation", result)
 
 
 @app.command("register")

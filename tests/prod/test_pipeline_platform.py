@@ -40,6 +40,7 @@ CPU_TASKS = {
     "ingest": "ingest",
     "validate": "validate",
     "register": "register",
+    "ablation": "ablation",
     "register_policy": "register",
 }
 
