@@ -112,11 +112,13 @@ def hard_records(samples_dir: Path, config: EvaluateConfig) -> list[Record]:
     """rejection_sample's hard items (`samples_dir/hard`) of the configured tasks, as split
     `hard`. Their media paths are the input dataset's, like every record rejection_sample
     writes. An empty hard set is an empty list: no `hard` metrics."""
+    from unireward.think.rejection_sample import HARD  # the hard set's directory name
+
     if config.primary_split == HARD_SPLIT or HARD_SPLIT in config.splits:
         raise ValueError(f"split name {HARD_SPLIT!r} is reserved for rejection sampling's items")
     return [
         dataclasses.replace(r, split=HARD_SPLIT)
-        for r in read_records(Path(samples_dir) / "hard")
+        for r in read_records(Path(samples_dir) / HARD)
         if r.task in config.tasks and r.mode == Mode.PAIRWISE
     ]
 
