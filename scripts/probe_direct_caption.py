@@ -53,7 +53,7 @@ from unireward.model.tiny import load_checkpoint
 from unireward.training import TrainParams, example_stream, train_sft
 
 # PROBE_LAYOUT=answers_last moves the two "Answer k: ..." lines after the instruction, so the
-# decision token is a few tokens from the candidates instead of ~30.
+# decision token is a few tokens from the candidates instead of ~35.
 ANSWERS_LAST = os.environ.get("PROBE_LAYOUT", "") == "answers_last"
 LR = float(os.environ.get("PROBE_LR", "1e-3"))  # constant after a 3 % warmup
 
@@ -65,7 +65,8 @@ def prompt_messages(record: Record) -> list[dict]:
         lines = last["text"].split("\n")
         answers = [line for line in lines if line.startswith("Answer ")]
         rest = [line for line in lines if not line.startswith("Answer ")]
-        assert len(answers) == 2, lines
+        if len(answers) != 2:
+            raise ValueError(f"record {record.id}: expected two 'Answer k:' lines, got {lines}")
         last["text"] = "\n".join(rest + answers)
     return messages
 
