@@ -28,7 +28,7 @@ with the candidates last and lr 3e-4 the captioned comparison reaches 0.72 / 0.6
 unseen) in 2,000 steps, and the real direct judge (no caption) 0.595 / 0.56 in 2,500 steps and
 0.63 / 0.58 in 5,000, swap consistency ~0.22; with the caption curriculum (`1000 1000 1000`)
 0.72 / 0.64 in 3,000 steps (swap consistency 0.47 / 0.39), continued without it 0.755 / 0.67 at
-5,000 and 0.81 / 0.715 at 8,000 (swap consistency 0.615 / 0.56).
+5,000, 0.81 / 0.715 at 8,000 and 0.89 / 0.77 at 11,000 (swap consistency 0.765 / 0.745).
 """
 
 from __future__ import annotations
