@@ -18,7 +18,8 @@ without it, and swap consistency without it.
 
 BASE_DIR defaults to the shipped base, models/base-tiny (or a checkpoint of an earlier run, to
 continue it). PROBE_LR sets the learning rate (default 1e-3, constant after a 3 % warmup);
-PROBE_LAYOUT=answers_last moves the two candidates after the instruction.
+PROBE_LAYOUT=answers_last moves the two candidates after the instruction (any value other than
+that or `contract`, the default, is an error).
 
 Run from the repository root. Writes OUTPUT_DIR/result.json.
 
@@ -54,7 +55,10 @@ from unireward.training import TrainParams, example_stream, train_sft
 
 # PROBE_LAYOUT=answers_last moves the two "Answer k: ..." lines after the instruction, so the
 # decision token is a few tokens from the candidates instead of ~35.
-ANSWERS_LAST = os.environ.get("PROBE_LAYOUT", "") == "answers_last"
+LAYOUT = os.environ.get("PROBE_LAYOUT", "contract")
+if LAYOUT not in ("contract", "answers_last"):
+    sys.exit(f"PROBE_LAYOUT={LAYOUT!r}: expected 'contract' (the default) or 'answers_last'")
+ANSWERS_LAST = LAYOUT == "answers_last"
 LR = float(os.environ.get("PROBE_LR", "1e-3"))  # constant after a 3 % warmup
 
 
