@@ -403,6 +403,47 @@ def test_prompts_differ_per_task_and_mode():
     assert len(texts) == len(PROMPT_KINDS) == 12
 
 
+@pytest.mark.parametrize(("task", "mode", "use_cot"), PROMPT_KINDS)
+def test_direct_prompts_end_with_what_is_judged_cot_prompts_start_with_it(
+    task: Task, mode: Mode, use_cot: bool
+):
+    # Direct: the candidates (or the caption) sit right before the verdict; the tiny judge
+    # learns the comparison only in that layout (README "Direct judge layout").
+    n_items, responses = shape(task, mode)
+    frames = 8 if task.is_video else 1
+    text = _parts(build_messages(task, mode, "a red circle", responses, n_items, frames, use_cot))
+    text = text[-1]["text"]
+    if task.is_generation:
+        judged = "Caption: a red circle"
+    elif mode == Mode.PAIRWISE:
+        judged = "Answer 1: yes\nAnswer 2: no"
+    else:
+        judged = "Answer: yes"
+    if use_cot:
+        assert judged in text and text.index(judged) < text.index("<think>")
+    else:
+        assert text.endswith(judged)
+        assert text.count(judged) == 1
+
+
+@pytest.mark.parametrize(("task", "mode", "use_cot"), PROMPT_KINDS)
+def test_a_hint_goes_before_the_instruction_and_changes_nothing_else(
+    task: Task, mode: Mode, use_cot: bool
+):
+    n_items, responses = shape(task, mode)
+    frames = 8 if task.is_video else 1
+    plain = build_messages(task, mode, "q", responses, n_items, frames, use_cot)
+    hinted = build_messages(task, mode, "q", responses, n_items, frames, use_cot, hint=" X. ")
+    assert _parts(hinted)[:-1] == _parts(plain)[:-1]
+    assert _parts(hinted)[-1]["text"] == "X.\n" + _parts(plain)[-1]["text"]
+
+
+@pytest.mark.parametrize("hint", ["", "   ", 3])
+def test_an_empty_or_non_text_hint_is_an_error(hint):
+    with pytest.raises(ValueError, match="hint must be a non-empty string"):
+        build_messages(IU, Mode.POINTWISE, "q", ["a"], 1, hint=hint)
+
+
 def test_video_pair_layout_is_video1_frames_then_video2_frames():
     parts = _parts(build_messages(VG, Mode.PAIRWISE, "q", [], n_items=2, frames_per_item=8))
     kinds = [p["text"] if p["type"] == "text" else "img" for p in parts[:-1]]

@@ -182,7 +182,8 @@ def test_kfp_numbers_become_ints_again_where_configs_want_ints() -> None:
 TINY = {
     "ingest": {"shapes": {"train_per_task_mode": 4, "eval_per_task_mode": 2, "frames": 4}},
     "unified_sft": {
-        "train": {"max_steps": 3, "batch_size": 2, "save_steps": 3, "logging_steps": 1}
+        "train": {"max_steps": 3, "batch_size": 2, "save_steps": 3, "logging_steps": 1},
+        "caption_curriculum": {"hold_steps": 1, "anneal_steps": 1},
     },
     "cold_start": {
         "train": {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1},

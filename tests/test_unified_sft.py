@@ -13,8 +13,16 @@ from safetensors.torch import load_file
 
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
-from unireward.judge.examples import swap_record, to_example
-from unireward.judge.unified_sft import UnifiedSftConfig, expand, run, select_records
+from unireward.data.shapes import Scene, describe
+from unireward.judge.examples import scene_hint, swap_record, to_example
+from unireward.judge.unified_sft import (
+    CaptionCurriculum,
+    UnifiedSftConfig,
+    expand,
+    record_stream,
+    run,
+    select_records,
+)
 from unireward.training import CHECKPOINTS
 
 TINY_TRAIN = {"max_steps": 4, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
@@ -103,3 +111,139 @@ def test_missing_media_fails_with_the_file_named(
 def test_no_matching_records_is_an_error(shapes_dataset: Path) -> None:
     with pytest.raises(ValueError, match="no records with split='holdout'"):
         select_records(read_records(shapes_dataset), UnifiedSftConfig(split="holdout"))
+
+
+# --------------------------------------------------------------------------- caption curriculum
+
+
+def _prompt_text(example: dict) -> str:
+    return example["prompt"][0]["content"][-1]["text"]
+
+
+def test_swap_record_swaps_the_ground_truth_with_the_candidates(shapes_dataset: Path) -> None:
+    records = [r for r in read_records(shapes_dataset) if r.mode == "pairwise"]
+    for r in (r for r in records if r.meta_dict.get("better") is not None):
+        meta, twin = r.meta_dict, swap_record(r).meta_dict
+        key = "items" if r.task.endswith("generation") else "claims"
+        assert twin[key] == list(reversed(meta[key]))
+        assert twin["better"] == 1 - meta["better"]
+        # The label still names the better item of the swapped record.
+        assert swap_record(r).label.startswith(("Image 1", "Video 1", "Answer 1")) == (
+            twin["better"] == 0
+        )
+
+
+def test_scene_hints_say_what_each_item_shows_in_the_presented_order(shapes_dataset: Path) -> None:
+    records = read_records(shapes_dataset)
+    kinds = set()
+    for r in records:
+        meta, hint = r.meta_dict, scene_hint(r)
+        kinds.add((r.task, r.mode))
+        if r.task.endswith("understanding"):
+            noun = "video" if r.task.startswith("video") else "image"
+            assert hint == f"The {noun} shows {describe(Scene(**meta['scene']))}."
+            continue
+        scenes = [Scene(**s) for s in meta["items"]]
+        for i, scene in enumerate(scenes):
+            assert describe(scene) in hint
+            if len(scenes) == 2:
+                assert f"{'Video' if scene.is_video else 'Image'} {i + 1} shows" in hint
+        if r.mode == "pairwise":
+            noun = "Video" if scenes[0].is_video else "Image"
+            first, second = scene_hint(swap_record(r)).split(f". {noun} 2 shows ")
+            assert first.startswith(f"{noun} 1 shows {describe(scenes[1])}")
+            assert second.startswith(describe(scenes[0]))
+    assert len(kinds) == 8
+
+
+def test_scene_hints_name_defects_and_are_none_without_ground_truth(shapes_dataset: Path) -> None:
+    records = read_records(shapes_dataset)
+    defective = [
+        r
+        for r in records
+        if r.task.endswith("generation") and any(i["defect"] for i in r.meta_dict["items"])
+    ]
+    assert defective
+    words = ("noisy", "blurry", "frames shuffled", "frozen")
+    assert all(any(w in scene_hint(r) for w in words) for r in defective)
+    assert scene_hint(dataclasses.replace(records[0], meta="{}")) is None
+
+
+def test_curriculum_share_holds_anneals_and_ends() -> None:
+    c = CaptionCurriculum(hold_steps=10, anneal_steps=4)
+    assert [c.share(s) for s in (0, 9, 10, 11, 12, 13, 14, 100)] == [
+        1.0,
+        1.0,
+        1.0,
+        0.75,
+        0.5,
+        0.25,
+        0.0,
+        0.0,
+    ]
+    assert not CaptionCurriculum().active and CaptionCurriculum().share(0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"caption_curriculum": {"hold_steps": -1}}, "hold_steps must be an integer >= 0"),
+        ({"caption_curriculum": {"anneal_steps": 1.5}}, "anneal_steps must be an integer"),
+        (
+            {
+                "train": {"max_steps": 10},
+                "caption_curriculum": {"hold_steps": 5, "anneal_steps": 5},
+            },
+            "ends at step 10, not before train.max_steps=10",
+        ),
+        ({"caption_curriculum": {"hold_step": 5}}, "hold_step"),
+    ],
+)
+def test_bad_curriculum_settings_are_errors_naming_them(section: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        from_dict(UnifiedSftConfig, section, where="unified_sft")
+
+
+def test_stream_hints_every_example_while_held_and_none_after(shapes_dataset: Path) -> None:
+    records = select_records(read_records(shapes_dataset), UnifiedSftConfig())
+    rows = expand(records, swap_augment=True)
+    curriculum = CaptionCurriculum(hold_steps=3, anneal_steps=3)
+    stream = iter(record_stream(rows, shapes_dataset, 0, curriculum=curriculum, batch_size=2))
+    examples = [next(stream) for _ in range(16)]  # steps 0..7
+    plain = iter(record_stream(rows, shapes_dataset, 0))
+    for i, (ex, base) in enumerate(zip(examples, (next(plain) for _ in range(16)), strict=True)):
+        text, base_text = _prompt_text(ex), _prompt_text(base)
+        assert text.endswith(base_text), "the hint only adds a line in front"
+        hinted = text != base_text
+        if i < 6:  # steps 0-2: held
+            assert hinted and " shows " in text.split("\n")[0]
+        elif i >= 12:  # steps 6-7: over
+            assert not hinted
+
+
+def test_a_curriculum_on_data_without_scenes_is_an_error(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    records = [dataclasses.replace(r, meta="{}") for r in read_records(shapes_dataset)]
+    root = tmp_path / "ds"
+    write_records(records, root)
+    (root / "media").symlink_to(shapes_dataset / "media")
+    cfg = from_dict(
+        UnifiedSftConfig,
+        {"train": TINY_TRAIN, "caption_curriculum": {"hold_steps": 1, "anneal_steps": 1}},
+    )
+    with pytest.raises(ValueError, match="no training record says what its items show"):
+        run(cfg, tiny_model_dir, root, tmp_path / "out")
+
+
+def test_run_with_the_curriculum_records_how_many_rows_had_a_hint(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    cfg = from_dict(
+        UnifiedSftConfig,
+        {"train": TINY_TRAIN, "caption_curriculum": {"hold_steps": 1, "anneal_steps": 2}},
+    )
+    result = run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "judge")
+    info = json.loads((tmp_path / "judge" / "unireward.json").read_text())
+    assert info["records_with_hint"] == result.n_records > 0
+    assert info["config"]["caption_curriculum"] == {"hold_steps": 1, "anneal_steps": 2}

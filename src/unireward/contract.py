@@ -146,38 +146,47 @@ def _expected_shape(task: Task, mode: Mode) -> tuple[int, int]:
 def _instruction(task: Task, mode: Mode, prompt: str, responses: Sequence[str], cot: bool) -> str:
     noun = "video" if task.is_video else "image"
     lo, hi = SCORE_RANGE[task]
+    # What is judged: the caption a generated item must match, or the candidate answer(s).
     if task.is_generation:
-        head = f"Caption: {prompt}\n"
+        question, candidates = "", f"Caption: {prompt}"
     else:
-        head = f"Question about the {noun}: {prompt}\n"
+        question = f"Question about the {noun}: {prompt}\n"
         if mode == Mode.PAIRWISE:
-            head += f"Answer 1: {responses[0]}\nAnswer 2: {responses[1]}\n"
+            candidates = f"Answer 1: {responses[0]}\nAnswer 2: {responses[1]}"
         else:
-            head += f"Answer: {responses[0]}\n"
+            candidates = f"Answer: {responses[0]}"
 
     if mode == Mode.POINTWISE:
         if task.is_generation:
             ask = f"Rate how well the {noun} matches the caption and how good it looks"
         else:
             ask = f"Rate how correct and helpful the answer is for this {noun}"
-        return f'{head}{ask}, from {lo:g} to {hi:g}. End with "Final Score: <number>".'
-
-    if task.is_generation:
-        what = f"Which {noun} matches the caption better and looks better?"
-        dims = _DIMENSIONS_GENERATION
-        items = f"each {noun}"
+        ask = f'{ask}, from {lo:g} to {hi:g}. End with "Final Score: <number>".'
+    elif task.is_generation:
+        ask = f"Which {noun} matches the caption better and looks better?"
     else:
-        what = f"Which answer is better for this {noun}?"
-        dims = _DIMENSIONS_UNDERSTANDING
-        items = "each answer"
+        ask = f"Which answer is better for this {noun}?"
+
     if cot:
+        dims, items = (
+            (_DIMENSIONS_GENERATION, f"each {noun}")
+            if task.is_generation
+            else (_DIMENSIONS_UNDERSTANDING, "each answer")
+        )
         choices = _quoted_choices(PAIR_ANSWERS[task])
         return (
-            f"{head}{what} Inside <think></think>, score {items} on {dims} and sum the "
-            f"scores. Then write exactly one of {choices} inside <answer></answer>, no tie."
+            f"{question}{candidates}\n{ask} Inside <think></think>, score {items} on {dims} and "
+            f"sum the scores. Then write exactly one of {choices} inside <answer></answer>, no tie."
         )
-    choices = _quoted_choices(_valid_labels(task, allow_tie=True))
-    return f"{head}{what} Reply with exactly one of: {choices}."
+    if mode == Mode.PAIRWISE:
+        choices = _quoted_choices(_valid_labels(task, allow_tie=True))
+        ask += f" Reply with exactly one of: {choices}."
+    # Direct answers: the candidates come last, right before the verdict. Measured
+    # (scripts/probe_direct_caption.py, README "Direct judge layout"): with the candidates ~35
+    # tokens before the verdict, the tiny judge (text rope theta 10) stayed at chance on image
+    # understanding even with the scene's caption in the prompt; with them last it learned the
+    # comparison (0.72 / 0.68 captioned in 2,000 steps).
+    return f"{question}{ask}\n{candidates}"
 
 
 def build_messages(
@@ -188,18 +197,24 @@ def build_messages(
     n_items: int,
     frames_per_item: int = 1,
     cot: bool = False,
+    hint: str | None = None,
 ) -> list[dict]:
     """HF chat messages (one user turn) for the judge, in transformers' multimodal format.
 
     The content is, in order: for each visual item a text marker ("Image 1:", "Video 2:", or
     "Image:" / "Video:" for a single item) followed by `frames_per_item` image placeholders,
     then the instruction text. A pair of videos is all frames of video 1, then all of video 2.
+    Direct prompts end with what is judged (the candidate answers, or the caption a generated
+    item must match); CoT prompts state it before the instruction.
+
+    `hint` is training-only context put before the instruction: unified_sft's caption
+    curriculum writes what each item shows there and anneals it away. Inference never sets it.
 
     Example (image generation, pairwise, direct):
         [{"role": "user", "content": [
             {"type": "text", "text": "Image 1:"}, {"type": "image"},
             {"type": "text", "text": "Image 2:"}, {"type": "image"},
-            {"type": "text", "text": "Caption: a red circle\\nWhich image ..."}]}]
+            {"type": "text", "text": "Which image ... equally good\".\\nCaption: a red circle"}]}]
 
     Raises ValueError when the number of items, frames or responses does not fit the
     (task, mode), or when CoT is asked for pointwise scoring (CoT is pairwise only).
@@ -222,6 +237,8 @@ def build_messages(
         raise ValueError(f"{where} takes {need} frame(s) per item, got {frames_per_item}")
     if cot and mode != Mode.PAIRWISE:
         raise ValueError(f"CoT prompts exist only for pairwise mode, not {where}")
+    if hint is not None and (not isinstance(hint, str) or not hint.strip()):
+        raise ValueError(f"hint must be a non-empty string or None, got {hint!r}")
 
     noun = "Video" if task.is_video else "Image"
     # Items first, then the instruction: the layout the base model learned to see in
@@ -234,7 +251,10 @@ def build_messages(
         marker = f"{noun} {i + 1}:" if n_items > 1 else f"{noun}:"
         content.append({"type": "text", "text": marker})
         content.extend({"type": "image"} for _ in range(frames_per_item))
-    content.append({"type": "text", "text": _instruction(task, mode, prompt, responses, cot)})
+    text = _instruction(task, mode, prompt, responses, cot)
+    if hint is not None:
+        text = f"{hint.strip()}\n{text}"
+    content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
 
 

@@ -143,14 +143,9 @@ class TeacherFailures(RuntimeError):
 
 
 def swap_view(record: Record) -> Record:
-    """The pair in the other order, ground truth included (the programmatic teacher reads it)."""
-    meta = record.meta_dict
-    key = "items" if parse_task(record.task).is_generation else "claims"
-    meta[key] = list(reversed(meta[key]))
-    meta["better"] = 1 - int(meta["better"])
-    return dataclasses.replace(
-        swap_record(record), id=f"{record.id}-swapped", meta=json.dumps(meta, sort_keys=True)
-    )
+    """The pair in the other order under its own id, ground truth included (swap_record swaps
+    `meta`'s items / claims and `better`; the programmatic teacher reads them)."""
+    return dataclasses.replace(swap_record(record), id=f"{record.id}-swapped")
 
 
 def select_items(records: list[Record], config: ColdStartConfig) -> list[Record]:
