@@ -17,9 +17,10 @@ without it, and swap consistency without it.
         STEPS_A STEPS_B STEPS_C [BASE_DIR]
 
 BASE_DIR defaults to the shipped base, models/base-tiny (or a checkpoint of an earlier run, to
-continue it). PROBE_LR sets the learning rate (default 1e-3, constant after a 3 % warmup);
-PROBE_LAYOUT=answers_last moves the two candidates after the instruction (any value other than
-that or `contract`, the default, is an error).
+continue it). PROBE_LR sets the learning rate (default 1e-3, constant after a 3 % warmup).
+The prompt is the contract's direct prompt, which since cd526c3 ends with the two candidates.
+The "contract layout" rows below were measured at 27ae8d8, where the candidates came before the
+instruction and PROBE_LAYOUT=answers_last moved them after it (the layout the contract now has).
 
 Run from the repository root. Writes OUTPUT_DIR/result.json.
 
@@ -46,33 +47,13 @@ from probe_cot_iu import BASE, image_understanding_pairs
 
 from unireward.data.schema import Record, read_records
 from unireward.data.shapes import Scene, describe
-from unireward.judge.examples import prompt_messages as contract_messages
-from unireward.judge.examples import record_images, swap_record
+from unireward.judge.examples import prompt_messages, record_images, swap_record
 from unireward.judge.infer import generate_texts
 from unireward.judge.unified_sft import expand
 from unireward.model.tiny import load_checkpoint
 from unireward.training import TrainParams, example_stream, train_sft
 
-# PROBE_LAYOUT=answers_last moves the two "Answer k: ..." lines after the instruction, so the
-# decision token is a few tokens from the candidates instead of ~35.
-LAYOUT = os.environ.get("PROBE_LAYOUT", "contract")
-if LAYOUT not in ("contract", "answers_last"):
-    sys.exit(f"PROBE_LAYOUT={LAYOUT!r}: expected 'contract' (the default) or 'answers_last'")
-ANSWERS_LAST = LAYOUT == "answers_last"
 LR = float(os.environ.get("PROBE_LR", "1e-3"))  # constant after a 3 % warmup
-
-
-def prompt_messages(record: Record) -> list[dict]:
-    messages = contract_messages(record)
-    if ANSWERS_LAST:
-        last = messages[0]["content"][-1]
-        lines = last["text"].split("\n")
-        answers = [line for line in lines if line.startswith("Answer ")]
-        rest = [line for line in lines if not line.startswith("Answer ")]
-        if len(answers) != 2:
-            raise ValueError(f"record {record.id}: expected two 'Answer k:' lines, got {lines}")
-        last["text"] = "\n".join(rest + answers)
-    return messages
 
 
 def with_caption(record: Record) -> Record:
