@@ -167,6 +167,11 @@ def test_scene_hints_name_defects_and_are_none_without_ground_truth(shapes_datas
     words = ("noisy", "blurry", "frames shuffled", "frozen")
     assert all(any(w in scene_hint(r) for w in words) for r in defective)
     assert scene_hint(dataclasses.replace(records[0], meta="{}")) is None
+    understanding = next(r for r in records if r.task == "image_understanding")
+    for scene in ({"shape": "blob", "colour": "red"}, {"shape": "circle", "hue": "red"}):
+        bad = dataclasses.replace(understanding, meta=json.dumps({"scene": scene}))
+        with pytest.raises(ValueError, match=rf"{understanding.id}: meta item 1 is not a scene"):
+            scene_hint(bad)
 
 
 def test_curriculum_share_holds_anneals_and_ends() -> None:

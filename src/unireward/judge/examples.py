@@ -93,7 +93,12 @@ def scene_hint(record: Record) -> str | None:
     noun = "Video" if task.is_video else "Image"
     parts = []
     for i, fields in enumerate(scenes):
-        scene = Scene(**fields)
+        try:
+            scene = Scene(**fields)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"record {record.id}: meta item {i + 1} is not a scene: {err}"
+            ) from err
         text = describe(scene)
         if scene.defect is not None:
             text += f", {_DEFECT_WORDS[scene.defect]}"
