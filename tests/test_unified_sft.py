@@ -121,8 +121,18 @@ def _prompt_text(example: dict) -> str:
 
 
 def test_swap_record_swaps_the_ground_truth_with_the_candidates(shapes_dataset: Path) -> None:
-    records = [r for r in read_records(shapes_dataset) if r.mode == "pairwise"]
-    for r in (r for r in records if r.meta_dict.get("better") is not None):
+    records = [
+        r
+        for r in read_records(shapes_dataset)
+        if r.mode == "pairwise" and r.meta_dict.get("better") is not None
+    ]
+    assert {r.task for r in records} == {
+        "image_generation",
+        "image_understanding",
+        "video_generation",
+        "video_understanding",
+    }
+    for r in records:
         meta, twin = r.meta_dict, swap_record(r).meta_dict
         key = "items" if r.task.endswith("generation") else "claims"
         assert twin[key] == list(reversed(meta[key]))
