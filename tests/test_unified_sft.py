@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -18,10 +19,12 @@ from unireward.judge.examples import scene_hint, swap_record, to_example
 from unireward.judge.unified_sft import (
     CaptionCurriculum,
     UnifiedSftConfig,
+    epoch_order,
     expand,
     record_stream,
     run,
     select_records,
+    twin_units,
 )
 from unireward.training import CHECKPOINTS
 
@@ -234,6 +237,44 @@ def test_stream_hints_every_example_while_held_and_none_after(shapes_dataset: Pa
             assert hinted and " shows " in text.split("\n")[0]
         elif i >= 12:  # steps 6-7: over
             assert not hinted
+
+
+def test_paired_epochs_keep_each_record_next_to_its_swapped_twin(shapes_dataset: Path) -> None:
+    records = select_records(read_records(shapes_dataset), UnifiedSftConfig())
+    rows = expand(records, swap_augment=True)
+    units = twin_units(rows)
+    twins = [u for u in units if len(u) == 2]
+    assert len(twins) == sum(r.mode == "pairwise" for r in records) and len(units) == len(records)
+    assert all(rows[a] == swap_record(rows[b]) for a, b in twins)
+    orders = [epoch_order(units, 0, epoch) for epoch in (0, 1)]
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(len(rows))), "an epoch is a permutation"
+        position = {int(row): k for k, row in enumerate(order)}
+        assert all(position[b] == position[a] + 1 for a, b in twins)
+    assert not np.array_equal(*orders), "each epoch is shuffled anew"
+    # Without pairing every row is its own unit: the same order as before the option existed.
+    singles = [[i] for i in range(len(rows))]
+    expected = np.random.default_rng([0, 3]).permutation(len(rows))
+    assert np.array_equal(epoch_order(singles, 0, 3), expected)
+
+
+def test_paired_stream_renders_rows_in_the_paired_order(shapes_dataset: Path) -> None:
+    records = select_records(read_records(shapes_dataset), UnifiedSftConfig())
+    rows = expand(records, swap_augment=True)
+    order = epoch_order(twin_units(rows), 7, 0)
+    stream = iter(record_stream(rows, shapes_dataset, 7, paired=True))
+    for k in range(12):
+        got, expected = next(stream), to_example(rows[int(order[k])], shapes_dataset)
+        assert got["prompt"] == expected["prompt"]
+        assert got["completion"] == expected["completion"]  # the twin has the other answer
+        assert [np.asarray(i).tolist() for i in got["images"]] == [
+            np.asarray(i).tolist() for i in expected["images"]
+        ]
+
+
+def test_paired_swaps_without_swap_augment_is_an_error() -> None:
+    with pytest.raises(ValueError, match="paired_swaps needs swap_augment"):
+        from_dict(UnifiedSftConfig, {"paired_swaps": True, "swap_augment": False})
 
 
 def test_a_curriculum_on_data_without_scenes_is_an_error(

@@ -22,6 +22,7 @@ checkpoint in `output_dir/checkpoints`.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,9 +84,14 @@ class UnifiedSftConfig:
     modes: tuple[str, ...] = tuple(m.value for m in MODES)
     split: str = "train"
     swap_augment: bool = True
+    # A pairwise row and its swapped twin stay next to each other in the shuffled stream, so
+    # (but for a pair split by a batch boundary) each batch shows both orders of its pairs.
+    paired_swaps: bool = False
     caption_curriculum: CaptionCurriculum = field(default_factory=CaptionCurriculum)
 
     def __post_init__(self) -> None:
+        if self.paired_swaps and not self.swap_augment:
+            raise ValueError("unified_sft.paired_swaps needs swap_augment: true (no twins)")
         end = self.caption_curriculum.hold_steps + self.caption_curriculum.anneal_steps
         if self.caption_curriculum.active and end >= self.train.max_steps:
             raise ValueError(
@@ -131,6 +137,25 @@ def expand(records: list[Record], swap_augment: bool) -> list[Record]:
     return out
 
 
+def twin_units(rows: list[Record]) -> list[list[int]]:
+    """Indices of `rows` grouped into units: consecutive rows with the same id (a record and
+    its swapped twin from `expand`) form one unit, every other row is a unit of its own."""
+    units: list[list[int]] = []
+    for i, r in enumerate(rows):
+        if units and rows[units[-1][0]].id == r.id:
+            units[-1].append(i)
+        else:
+            units.append([i])
+    return units
+
+
+def epoch_order(units: list[list[int]], seed: int, epoch: int) -> np.ndarray:
+    """The row order of one epoch: `units` shuffled by (seed, epoch), each kept in one piece."""
+    perm = np.random.default_rng([seed, epoch]).permutation(len(units))
+    n = sum(len(u) for u in units)
+    return np.fromiter((i for u in perm for i in units[u]), dtype=np.int64, count=n)
+
+
 def record_stream(
     rows: list[Record],
     root: Path,
@@ -138,17 +163,21 @@ def record_stream(
     cot: bool = False,
     curriculum: CaptionCurriculum | None = None,
     batch_size: int = 1,
+    paired: bool = False,
 ):
     """Endless shuffled epochs over `rows` as SFT examples; row i is a pure function of i.
 
-    With a `curriculum`, example i carries its row's scene hint with probability
-    `curriculum.share(i // batch_size)` (rows without one are shown plain)."""
+    With `paired`, an epoch shuffles the `twin_units` of `rows`, so a record and its swapped
+    twin are adjacent. With a `curriculum`, example i carries its row's scene hint with
+    probability `curriculum.share(i // batch_size)` (rows without one are shown plain)."""
     n = len(rows)
     hints = [scene_hint(r) for r in rows] if curriculum and curriculum.active else None
+    units = twin_units(rows) if paired else [[i] for i in range(n)]
+    order = functools.lru_cache(maxsize=2)(lambda epoch: epoch_order(units, seed, epoch))
 
     def make(i: int) -> dict[str, Any]:
         epoch, pos = divmod(i, n)
-        row = int(np.random.default_rng([seed, epoch]).permutation(n)[pos])
+        row = int(order(epoch)[pos])
         hint = None
         if hints is not None and hints[row] is not None:
             share = curriculum.share(i // batch_size)
@@ -187,6 +216,7 @@ def run(
         config.train.seed,
         curriculum=config.caption_curriculum,
         batch_size=config.train.batch_size,
+        paired=config.paired_swaps,
     )
     outcome = train_sft(model, processor, stream, config.train, output_dir)
     model.to("cpu")
