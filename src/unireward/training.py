@@ -7,7 +7,8 @@ all stages share:
 - prompt-completion conversational rows with `completion_only_loss=True`: loss on the answer only;
 - `skip_prepare_dataset`: the vision collator tokenises and processes images per batch;
 - checkpoints every `save_steps` under `output_dir/checkpoints`, and a restarted run resumes from
-  the newest one (the Trainer restores weights, optimizer, scheduler, RNG and the step);
+  the newest one (the Trainer restores weights, optimizer, scheduler, RNG and the step; an
+  `ExampleStream` of rows starts at the checkpoint's row rather than replaying the batches);
 - no telemetry, no hub access, CPU unless a CUDA device is present and asked for.
 """
 
@@ -110,23 +111,59 @@ def discard_checkpoints(output_dir: Path) -> None:
     shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
 
 
-def example_stream(make: Callable[[int], dict[str, Any]], shards: int = 1):
-    """An endless IterableDataset of `make(i)` rows, split into `shards` interleaved streams
-    (shard s yields rows s, s + shards, ...) so DataLoader workers each render their own.
+@dataclass(frozen=True)
+class ExampleStream:
+    """An endless stream of `make(i)` rows, split into `shards` interleaved streams (shard s
+    yields rows s, s + shards, ...) so DataLoader workers each render their own.
 
-    Rows are a pure function of their index, so a resumed run (which skips the batches already
-    seen) gets the same data as an uninterrupted one; with one worker the order is 0, 1, 2, ...
+    Rows are a pure function of their index, so a resumed run can start each shard where the
+    checkpoint left it (`dataset(start)`) instead of rendering and collating every batch it
+    already trained on; with one worker the order is 0, 1, 2, ...
     """
-    from datasets import IterableDataset
 
-    def gen(shard_ids: list[int]) -> Iterator[dict[str, Any]]:
-        k = 0
-        while True:
-            for s in shard_ids:
-                yield make(s + shards * k)
-            k += 1
+    make: Callable[[int], dict[str, Any]]
+    shards: int = 1
 
-    return IterableDataset.from_generator(gen, gen_kwargs={"shard_ids": list(range(shards))})
+    def dataset(self, start: int = 0):
+        """The stream as a datasets.IterableDataset, each shard from its `start`-th row on."""
+        from datasets import IterableDataset
+
+        make, shards = self.make, self.shards
+
+        def gen(shard_ids: list[int], start: int) -> Iterator[dict[str, Any]]:
+            k = start
+            while True:
+                for s in shard_ids:
+                    yield make(s + shards * k)
+                k += 1
+
+        return IterableDataset.from_generator(
+            gen, gen_kwargs={"shard_ids": list(range(shards)), "start": start}
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.dataset())
+
+
+def example_stream(make: Callable[[int], dict[str, Any]], shards: int = 1) -> ExampleStream:
+    """`make(i)` rows as an `ExampleStream`, which `train_sft` resumes without replaying."""
+    return ExampleStream(make, shards)
+
+
+def resume_offset(stream: ExampleStream, params: TrainParams, global_step: int) -> int | None:
+    """Rows each shard of `stream` had yielded after `global_step` batches, or None where that
+    is not exact and the Trainer must replay the batches instead.
+
+    Exact for one process whose DataLoader workers each own one shard (or no workers and one
+    shard): then batch b is worker b % shards's (b // shards)-th batch of `batch_size` rows, and
+    a fresh DataLoader starts again at worker 0, so the step must be a multiple of the shards.
+    """
+    workers = params.dataloader_workers
+    one_process = int(os.environ.get("WORLD_SIZE", "1")) == 1 and not params.deepspeed
+    layout = workers == stream.shards or (stream.shards == 1 and workers <= 1)
+    if not (one_process and layout and global_step % stream.shards == 0):
+        return None
+    return global_step // stream.shards * params.batch_size
 
 
 def restore_weights(model, checkpoint: Path) -> None:
@@ -213,11 +250,21 @@ def train_sft(
     use_cpu = params.device == "cpu"
     if not use_cpu and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but no CUDA device is visible; set device: cpu")
+    resume = latest_checkpoint(output_dir)
+    state = json.loads((resume / "trainer_state.json").read_text()) if resume else None
+    # The Trainer resumes an iterable dataset by drawing, collating and discarding every batch
+    # it already trained on: resuming the full profile's judge at step 27,500 had not trained a
+    # step after 10 minutes. An ExampleStream starts at the checkpoint's row instead (in 20 s).
+    offset = None
+    if isinstance(train_dataset, ExampleStream):
+        offset = resume_offset(train_dataset, params, state["global_step"]) if state else 0
+        train_dataset = train_dataset.dataset(offset or 0)
     args = SFTConfig(
         **trainer_arguments(params, output_dir),
         completion_only_loss=True,
         dataset_kwargs={"skip_prepare_dataset": True},
         max_length=None,
+        ignore_data_skip=offset is not None and offset > 0,
     )
     trainer = SFTTrainer(
         model=model,
@@ -226,11 +273,9 @@ def train_sft(
         processing_class=processor,
         callbacks=callbacks,
     )
-    resume = latest_checkpoint(output_dir)
     if resume is not None:
         if not params.deepspeed:  # DeepSpeed restores its own (partitioned) weights
             restore_weights(model, resume)
-        state = json.loads((resume / "trainer_state.json").read_text())
         if state["global_step"] >= params.max_steps and not params.deepspeed:
             # Nothing left to train. (Trainer.train would still run one more step.)
             return TrainOutcome(
