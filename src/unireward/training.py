@@ -254,7 +254,7 @@ def train_sft(
     state = json.loads((resume / "trainer_state.json").read_text()) if resume else None
     # The Trainer resumes an iterable dataset by drawing, collating and discarding every batch
     # it already trained on: resuming the full profile's judge at step 27,500 had not trained a
-    # step after 10 minutes. An ExampleStream starts at the checkpoint's row instead (in 20 s).
+    # step after 10 minutes. An ExampleStream starts at the checkpoint's row instead.
     offset = None
     if isinstance(train_dataset, ExampleStream):
         offset = resume_offset(train_dataset, params, state["global_step"]) if state else 0
