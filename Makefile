@@ -81,7 +81,8 @@ compile: venv
 
 pipeline-run: venv
 ifeq ($(strip $(KFP_HOST)),)
-	$(BIN)/python -m pipelines.run_local --profile $(PROFILE)
+	$(BIN)/python -m pipelines.run_local --profile $(PROFILE) \
+		$(if $(strip $(BASE_MODEL_URI)),--base-model-uri "$(BASE_MODEL_URI)")
 else
 	$(BIN)/python -m pipelines.submit run --host $(KFP_HOST) --profile $(PROFILE) \
 		--base-model-uri "$(BASE_MODEL_URI)"

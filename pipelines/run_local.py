@@ -73,6 +73,22 @@ def _aliases(tracking_uri: str, name: str, version: str) -> list[str]:
     return sorted(client.get_model_version(name, version).aliases)
 
 
+def check_base_family(profile: str, base_model: Path, params_path: Path) -> None:
+    """Refuse a base checkpoint of another model family than the profile's `pretrain_base`
+    describes (profile judge_qwen3 with the shipped Qwen2.5-VL base): its data and recipe are
+    set for that family, and the DAG would otherwise train on the wrong base for hours."""
+    from unireward.config import load_params, stage_section
+
+    family = stage_section(load_params(params_path), "pretrain_base", profile)["model"]["family"]
+    found = json.loads((base_model / "config.json").read_text()).get("model_type")
+    if found != family:
+        raise ValueError(
+            f"profile {profile!r} expects a {family} base (pretrain_base.model.family) but "
+            f"{base_model} is {found}; build one with `unireward pretrain_base --profile "
+            f"{profile} --output-dir DIR` and pass --base-model-uri DIR"
+        )
+
+
 def run_pipeline(
     profile: str = "quick",
     overrides: dict[str, dict[str, Any]] | None = None,
@@ -101,6 +117,7 @@ def run_pipeline(
         raise FileNotFoundError(
             f"base checkpoint {base_model} not found; build it with `make pretrain-base`"
         )
+    check_base_family(profile, base_model, PROJECT_ROOT / "params.yaml")
     policy_model = Path(policy_model_uri or DEFAULT_POLICY_MODEL).resolve()
     if not (policy_model / "config.json").is_file():
         raise FileNotFoundError(

@@ -116,6 +116,7 @@ def test_pipeline_compiles_to_the_stage_dag(tmp_path: Path) -> None:
     think_params = by_display["evaluate-think"]["inputs"]["parameters"]
     assert think_params["cot"]["runtimeValue"]["constant"] is True
     assert "cot" not in by_display["evaluate-judge"]["inputs"]["parameters"]
+
     # rejection sampling -> rs_sft -> grpo: each starts from the judge before it, and grpo
     # trains on rejection_sample's hard set; their evaluations are in CoT mode.
     def producer(task: str, name: str) -> str:
@@ -166,6 +167,21 @@ def test_stage_configs_reject_overrides_for_unknown_stages() -> None:
 
     with pytest.raises(ValueError, match="unifed_sft"):
         stage_configs("quick", overrides={"unifed_sft": {}})
+
+
+@pytest.mark.parametrize(
+    ("profile", "error"),
+    [("quick", None), ("full", None), ("judge_qwen3", "expects a qwen3_vl base")],
+)
+def test_a_base_of_another_family_than_the_profile_is_refused(profile: str, error) -> None:
+    from pipelines.run_local import check_base_family
+
+    shipped = ROOT / "models" / "base-tiny"  # the shipped Qwen2.5-VL base
+    if error is None:
+        check_base_family(profile, shipped, ROOT / "params.yaml")
+    else:
+        with pytest.raises(ValueError, match=error):
+            check_base_family(profile, shipped, ROOT / "params.yaml")
 
 
 def test_kfp_numbers_become_ints_again_where_configs_want_ints() -> None:
