@@ -75,6 +75,7 @@ $(DS_STAMP): $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 compile: venv
 	$(BIN)/python -m pipelines.compile --profile $(PROFILE) --output build/unireward-$(PROFILE).yaml

@@ -114,9 +114,15 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     n = args.records
-    med = {k: statistics.median(v) for k, v in
-           (("naive", naive_s), ("pipeline", pipe_s), ("ingest", ingest_s),
-            ("validate", validate_s))}
+    med = {
+        k: statistics.median(v)
+        for k, v in (
+            ("naive", naive_s),
+            ("pipeline", pipe_s),
+            ("ingest", ingest_s),
+            ("validate", validate_s),
+        )
+    }
     result = {
         "records": n,
         "repeats": args.repeats,

@@ -39,10 +39,15 @@ def build_items(n: int, root: Path):
     from unireward.data.schema import read_records
     from unireward.data.shapes import ShapesConfig, generate
 
-    generate(ShapesConfig(seed=12, frames=4, train_per_task_mode=2 * n, eval_per_task_mode=0),
-             root)
-    pairs = [r for r in read_records(root) if r.task == "image_generation"
-             and r.mode == "pairwise" and r.label and "equally" not in r.label]
+    generate(ShapesConfig(seed=12, frames=4, train_per_task_mode=2 * n, eval_per_task_mode=0), root)
+    pairs = [
+        r
+        for r in read_records(root)
+        if r.task == "image_generation"
+        and r.mode == "pairwise"
+        and r.label
+        and "equally" not in r.label
+    ]
     assert len(pairs) >= n, f"{len(pairs)} labelled pairs generated, {n} wanted"
     return pairs[:n]
 
@@ -53,8 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--items", type=int, default=16, help="pairs per repeat")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=160)
-    parser.add_argument("--min-new-tokens", type=int, default=0,
-                        help="no end token before this many (equal-length samples)")
+    parser.add_argument(
+        "--min-new-tokens",
+        type=int,
+        default=0,
+        help="no end token before this many (equal-length samples)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -69,12 +78,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(1)
     methods = args.methods.split(",")
-    base = from_dict(rs.RejectionSampleConfig, {
-        "k": args.k, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-        "min_new_tokens": args.min_new_tokens,
-        "vllm_max_concurrency": args.concurrency,
-        "vllm_python": str(ROOT / ".venv-serve" / "bin" / "python"), "tracking_uri": "null",
-    })
+    base = from_dict(
+        rs.RejectionSampleConfig,
+        {
+            "k": args.k,
+            "max_new_tokens": args.max_new_tokens,
+            "batch_size": args.batch_size,
+            "min_new_tokens": args.min_new_tokens,
+            "vllm_max_concurrency": args.concurrency,
+            "vllm_python": str(ROOT / ".venv-serve" / "bin" / "python"),
+            "tracking_uri": "null",
+        },
+    )
     work = Path(tempfile.mkdtemp(prefix="rs-bench-"))
     items = build_items(args.items * args.repeats * len(methods), work / "data")
     chunks = iter([items[i : i + args.items] for i in range(0, len(items), args.items)])
@@ -90,16 +105,24 @@ def main(argv: list[str] | None = None) -> dict:
             assert len(texts) == len(part) and all(len(t) == args.k for t in texts)
             rates.append(len(part) * args.k / seconds)
             tokens.append(sum(len(t) for ts in texts for t in ts))
-        results[method] = {"judgements_per_s": statistics.median(rates), "repeats": rates,
-                           "chars_per_repeat": tokens}
-        print(f"{method:8s} {statistics.median(rates):8.2f} judgements/s  "
-              f"(repeats {[round(r, 2) for r in rates]})", flush=True)
+        results[method] = {
+            "judgements_per_s": statistics.median(rates),
+            "repeats": rates,
+            "chars_per_repeat": tokens,
+        }
+        print(
+            f"{method:8s} {statistics.median(rates):8.2f} judgements/s  "
+            f"(repeats {[round(r, 2) for r in rates]})",
+            flush=True,
+        )
 
     for method in ("one", "batched"):
         if method in methods:
             config = dataclasses.replace(base, backend=method)
-            timed(method, lambda part, c=config: rs.sample_transformers(
-                args.model, part, work / "data", c))
+            timed(
+                method,
+                lambda part, c=config: rs.sample_transformers(args.model, part, work / "data", c),
+            )
     if "vllm" in methods:
         config = dataclasses.replace(base, backend="vllm")
         start = time.perf_counter()
@@ -113,13 +136,21 @@ def main(argv: list[str] | None = None) -> dict:
         ref = results["one"]["judgements_per_s"]
         for r in results.values():
             r["ratio_vs_one"] = r["judgements_per_s"] / ref
-        print("ratios vs one-at-a-time: " + ", ".join(
-            f"{m} {r['ratio_vs_one']:.2f}x" for m, r in results.items()))
-    report = {"model": str(args.model), "items": args.items, "k": args.k,
-              "max_new_tokens": args.max_new_tokens, "min_new_tokens": args.min_new_tokens,
-              "repeats": args.repeats,
-              "batch_size": args.batch_size, "concurrency": args.concurrency,
-              "results": results}
+        print(
+            "ratios vs one-at-a-time: "
+            + ", ".join(f"{m} {r['ratio_vs_one']:.2f}x" for m, r in results.items())
+        )
+    report = {
+        "model": str(args.model),
+        "items": args.items,
+        "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
+        "min_new_tokens": args.min_new_tokens,
+        "repeats": args.repeats,
+        "batch_size": args.batch_size,
+        "concurrency": args.concurrency,
+        "results": results,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -152,8 +152,13 @@ def load_test(server, key: str, queries, timeout_s: float) -> dict:
         judged = asyncio.run(bounded())
     except TimeoutError:
         # The batch overran its time bound: every request counts as failed, with that reason.
-        return {"requests": n, "answered": 0, "failed": n, "wall_s": timeout_s,
-                "reasons": {f"batch exceeded {timeout_s:.0f} s": n}}
+        return {
+            "requests": n,
+            "answered": 0,
+            "failed": n,
+            "wall_s": timeout_s,
+            "reasons": {f"batch exceeded {timeout_s:.0f} s": n},
+        }
     wall = time.perf_counter() - start
     answered = [j for j in judged if j.error is None]
     reasons: dict[str, int] = {}
@@ -185,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "base-tiny")
     parser.add_argument(
-        "--random-model", default=None, metavar="HIDDEN:LAYERS",
+        "--random-model",
+        default=None,
+        metavar="HIDDEN:LAYERS",
         help="benchmark a random-weight model of this size instead of --model (e.g. 512:8)",
     )
     parser.add_argument("--pairs", type=int, default=64, help="pairs per method per repeat")
@@ -281,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_test": load,
     }
     print()
-    print(f"pairwise judgements/s (median of {args.repeats}, {args.pairs} pairs each, "
-          f"{os.cpu_count()} CPUs, load {result['load_average_1m']:.1f}):")
+    print(
+        f"pairwise judgements/s (median of {args.repeats}, {args.pairs} pairs each, "
+        f"{os.cpu_count()} CPUs, load {result['load_average_1m']:.1f}):"
+    )
     for k in seconds:
         print(f"  {k:10s} {rate[k]:8.1f} /s   x{result['ratio_vs_generate'][k]:.1f}")
     if agree:

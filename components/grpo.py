@@ -38,8 +38,11 @@ def grpo(
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
-    meta = {"global_step": result.global_step, "prompts": result.prompts,
-            "skipped": result.skipped or ""}
+    meta = {
+        "global_step": result.global_step,
+        "prompts": result.prompts,
+        "skipped": result.skipped or "",
+    }
     for name in ("reward_first", "reward_last"):
         value = getattr(result, name)
         if not math.isnan(value):

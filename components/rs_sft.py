@@ -37,6 +37,9 @@ def rs_sft(
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
     rs_judge.metadata.update(
-        {"global_step": result.train.global_step, "examples": result.examples,
-         "skipped": result.skipped or ""}
+        {
+            "global_step": result.train.global_step,
+            "examples": result.examples,
+            "skipped": result.skipped or "",
+        }
     )

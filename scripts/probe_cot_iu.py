@@ -86,7 +86,11 @@ def main(root: Path, out: Path, steps: int) -> dict:
 
     model, processor = load_checkpoint(BASE)
     params = TrainParams(
-        max_steps=steps, batch_size=16, learning_rate=1e-3, warmup_ratio=0.03, save_steps=500,
+        max_steps=steps,
+        batch_size=16,
+        learning_rate=1e-3,
+        warmup_ratio=0.03,
+        save_steps=500,
         logging_steps=50,
     )
     start = time.time()

@@ -59,7 +59,11 @@ def main(root: Path, out: Path, steps: int, direct_frac: float, checkpoint: Path
     rows = select("eval_seen")
     result: dict = {"before": evaluate(model, processor, rows, root)}
     params = TrainParams(
-        max_steps=steps, batch_size=16, learning_rate=1e-3, warmup_ratio=0.03, save_steps=steps,
+        max_steps=steps,
+        batch_size=16,
+        learning_rate=1e-3,
+        warmup_ratio=0.03,
+        save_steps=steps,
         logging_steps=50,
     )
     start = time.time()

@@ -76,7 +76,9 @@ def image_generation_pairs(dataset: Path) -> list:
     return [
         r
         for r in read_records(dataset)
-        if r.split == "train" and r.task == "image_generation" and r.mode == "pairwise"
+        if r.split == "train"
+        and r.task == "image_generation"
+        and r.mode == "pairwise"
         and r.label in (IMG1, IMG2)
     ]
 
@@ -97,10 +99,17 @@ def format_judge(tiny_model_dir: Path, shapes_dataset: Path, tmp_path_factory) -
     ]
     out = tmp_path_factory.mktemp("format_judge")
     model, processor = load_checkpoint(tiny_model_dir)
-    params = TrainParams(max_steps=100, batch_size=8, learning_rate=1e-2, warmup_ratio=0.0,
-                         save_steps=1000, logging_steps=50)
-    train_sft(model, processor, record_stream(rows, shapes_dataset, 0, cot=True), params,
-              out / "work")
+    params = TrainParams(
+        max_steps=100,
+        batch_size=8,
+        learning_rate=1e-2,
+        warmup_ratio=0.0,
+        save_steps=1000,
+        logging_steps=50,
+    )
+    train_sft(
+        model, processor, record_stream(rows, shapes_dataset, 0, cot=True), params, out / "work"
+    )
     return save_checkpoint(model, processor, out / "judge")
 
 
@@ -115,5 +124,3 @@ def easy_samples(shapes_dataset: Path, tmp_path_factory) -> Path:
     assert len(hard) == 2
     write_records(hard, out / HARD)
     return out
-
-

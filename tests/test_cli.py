@@ -57,8 +57,15 @@ def test_serve_without_an_api_key_exits_2_naming_the_variable(monkeypatch, tmp_p
     root = Path(__file__).resolve().parents[1]
     result = runner.invoke(
         app,
-        ["serve", "--model-dir", str(root / "models/base-tiny"), "--output-dir", str(tmp_path),
-         "--params", str(root / "params.yaml")],
+        [
+            "serve",
+            "--model-dir",
+            str(root / "models/base-tiny"),
+            "--output-dir",
+            str(tmp_path),
+            "--params",
+            str(root / "params.yaml"),
+        ],
     )
     assert result.exit_code == 2, result.output
     assert "UNIREWARD_JUDGE_API_KEY" in result.output and "Traceback" not in result.output
@@ -151,4 +158,3 @@ def test_build_pairs_judge_choice_is_checked(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'gpt'" in result.output and "oracle" in result.output
     result = runner.invoke(app, base)  # judge: served, no checkpoint, no URL
     assert result.exit_code == 2 and "--judge-model" in result.output
-

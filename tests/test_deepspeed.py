@@ -31,9 +31,21 @@ ZERO3 = ROOT / "configs" / "deepspeed" / "zero3.json"
 
 
 def _torchrun(stage: str, params: Path, args: list[str]) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(free_port()), "-m", "unireward.cli", stage, "--params", str(params),
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "unireward.cli",
+        stage,
+        "--params",
+        str(params),
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -58,13 +70,32 @@ def test_grpo_under_zero3_with_two_cpu_processes(
     format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
     params = tmp_path / "params.yaml"
-    grpo = {"num_generations": 4, "max_completion_length": 24, "max_steps": 3, "save_steps": 3,
-            "learning_rate": 1e-3, "beta": 0.04, "tracking_uri": "null",
-            "deepspeed": str(ZERO3)}
+    grpo = {
+        "num_generations": 4,
+        "max_completion_length": 24,
+        "max_steps": 3,
+        "save_steps": 3,
+        "learning_rate": 1e-3,
+        "beta": 0.04,
+        "tracking_uri": "null",
+        "deepspeed": str(ZERO3),
+    }
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
-    _torchrun("grpo", params, ["--judge", str(format_judge), "--samples", str(easy_samples),
-                               "--dataset", str(shapes_dataset), "--output-dir", str(out)])
+    _torchrun(
+        "grpo",
+        params,
+        [
+            "--judge",
+            str(format_judge),
+            "--samples",
+            str(easy_samples),
+            "--dataset",
+            str(shapes_dataset),
+            "--output-dir",
+            str(out),
+        ],
+    )
     info = _check_checkpoint(format_judge, out)
     assert info["global_step"] == 3 and len(info["reward_curve"]) == 3
 
@@ -76,13 +107,32 @@ def test_rs_sft_under_zero3_with_two_cpu_processes(
 
     samples = _correct_set(shapes_dataset, tmp_path / "samples", 6)
     params = tmp_path / "params.yaml"
-    train = {"max_steps": 3, "batch_size": 2, "save_steps": 3, "logging_steps": 1,
-             "deepspeed": str(ZERO3)}
-    params.write_text(yaml.safe_dump(
-        {"rs_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
-    ))
+    train = {
+        "max_steps": 3,
+        "batch_size": 2,
+        "save_steps": 3,
+        "logging_steps": 1,
+        "deepspeed": str(ZERO3),
+    }
+    params.write_text(
+        yaml.safe_dump(
+            {"rs_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
+        )
+    )
     out = tmp_path / "rs"
-    _torchrun("rs_sft", params, ["--judge", str(tiny_model_dir), "--samples", str(samples),
-                                 "--dataset", str(shapes_dataset), "--output-dir", str(out)])
+    _torchrun(
+        "rs_sft",
+        params,
+        [
+            "--judge",
+            str(tiny_model_dir),
+            "--samples",
+            str(samples),
+            "--dataset",
+            str(shapes_dataset),
+            "--output-dir",
+            str(out),
+        ],
+    )
     info = _check_checkpoint(tiny_model_dir, out)
     assert info["global_step"] == 3 and info["examples"] == 6

@@ -37,14 +37,22 @@ def _pairs(dataset: Path) -> list:
     return [
         r
         for r in read_records(dataset)
-        if r.split == "train" and r.task == "image_generation" and r.mode == "pairwise"
+        if r.split == "train"
+        and r.task == "image_generation"
+        and r.mode == "pairwise"
         and r.label in (IMG1, IMG2)
     ]
 
 
 def _config(**kw) -> GrpoConfig:
-    base = {"num_generations": 4, "max_completion_length": 24, "max_steps": 2, "save_steps": 2,
-            "learning_rate": 1e-3, "tracking_uri": "null"}
+    base = {
+        "num_generations": 4,
+        "max_completion_length": 24,
+        "max_steps": 2,
+        "save_steps": 2,
+        "learning_rate": 1e-3,
+        "tracking_uri": "null",
+    }
     return from_dict(GrpoConfig, {**base, **kw})
 
 
@@ -88,14 +96,23 @@ def test_grpo_changes_parameters_and_writes_artifacts(
 def test_mean_reward_rises_on_an_easy_hard_set(
     format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    config = _config(num_generations=8, prompts_per_step=2, max_steps=40, save_steps=100,
-                     learning_rate=3e-4, beta=0.0, max_completion_length=32)
+    config = _config(
+        num_generations=8,
+        prompts_per_step=2,
+        max_steps=40,
+        save_steps=100,
+        learning_rate=3e-4,
+        beta=0.0,
+        max_completion_length=32,
+    )
     result = run(config, format_judge, easy_samples, shapes_dataset, tmp_path)
     rewards = [r for _, r in reward_curve(result.log_history)]
     assert len(rewards) == 40
     first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
-    print(f"GRPO mean reward: first 10 steps {first:.3f}, last 10 steps {last:.3f}; "
-          f"curve {[round(r, 2) for r in rewards]}")
+    print(
+        f"GRPO mean reward: first 10 steps {first:.3f}, last 10 steps {last:.3f}; "
+        f"curve {[round(r, 2) for r in rewards]}"
+    )
     assert last > first + 0.15, (first, last, rewards)
 
 
@@ -119,8 +136,11 @@ def test_missing_samples_dir_names_the_stage_to_run(
 
 @pytest.mark.parametrize(
     ("key", "value", "match"),
-    [("num_generations", 1, "num_generations must be >= 2"), ("beta", -0.1, "beta >= 0"),
-     ("max_completion_length", 0, "max_completion_length")],
+    [
+        ("num_generations", 1, "num_generations must be >= 2"),
+        ("beta", -0.1, "beta >= 0"),
+        ("max_completion_length", 0, "max_completion_length"),
+    ],
 )
 def test_config_errors(key, value, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -134,13 +154,32 @@ def test_a_sigkilled_grpo_process_resumes_from_its_last_checkpoint(
     format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
     params = tmp_path / "params.yaml"
-    grpo = {"num_generations": 4, "max_completion_length": 24, "max_steps": 30, "save_steps": 2,
-            "learning_rate": 1e-3, "tracking_uri": "null"}
+    grpo = {
+        "num_generations": 4,
+        "max_completion_length": 24,
+        "max_steps": 30,
+        "save_steps": 2,
+        "learning_rate": 1e-3,
+        "tracking_uri": "null",
+    }
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
-    cmd = [sys.executable, "-m", "unireward.cli", "grpo", "--params", str(params), "--judge",
-           str(format_judge), "--samples", str(easy_samples), "--dataset", str(shapes_dataset),
-           "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "unireward.cli",
+        "grpo",
+        "--params",
+        str(params),
+        "--judge",
+        str(format_judge),
+        "--samples",
+        str(easy_samples),
+        "--dataset",
+        str(shapes_dataset),
+        "--output-dir",
+        str(out),
+    ]
     killed_at = sigkill_at_checkpoint(cmd, out, 4, {**os.environ, "PYTHONUNBUFFERED": "1"})
     assert 4 <= killed_at < 30 and not (out / "model.safetensors").exists()
 

@@ -31,8 +31,14 @@ def _cot(answer: str, why: str = "x") -> str:
 
 
 def _item(i: int, label: str) -> Record:
-    return Record(id=f"p{i}", task="image_generation", mode="pairwise", prompt="a red circle",
-                  media=[["a.png"], ["b.png"]], label=label)
+    return Record(
+        id=f"p{i}",
+        task="image_generation",
+        mode="pairwise",
+        prompt="a red circle",
+        media=[["a.png"], ["b.png"]],
+        label=label,
+    )
 
 
 def _config(**kw) -> RejectionSampleConfig:
@@ -42,16 +48,21 @@ def _config(**kw) -> RejectionSampleConfig:
 # (texts per item, label, hard_max_correct, keep_per_item) -> (kept CoTs, hard?)
 SPLITS = [
     ([_cot(IMG1, "a"), _cot(IMG2), _cot(IMG1, "b")], IMG1, 0, 1, [_cot(IMG1, "a")], False),
-    ([_cot(IMG1, "a"), _cot(IMG2), _cot(IMG1, "b")], IMG1, 0, 2,
-     [_cot(IMG1, "a"), _cot(IMG1, "b")], False),
+    (
+        [_cot(IMG1, "a"), _cot(IMG2), _cot(IMG1, "b")],
+        IMG1,
+        0,
+        2,
+        [_cot(IMG1, "a"), _cot(IMG1, "b")],
+        False,
+    ),
     ([_cot(IMG1), _cot(IMG1), _cot(IMG1)], IMG1, 0, 3, [_cot(IMG1)], False),  # distinct only
     ([_cot(IMG2), "Image 1 is better", _cot(IMG2)], IMG1, 0, 1, [], True),  # wrong x3 -> hard
     ([_cot(IMG1), _cot(IMG2), _cot(IMG2)], IMG1, 1, 1, [_cot(IMG1)], True),  # "most" wrong
     ([_cot(IMG1), _cot(IMG1), _cot(IMG2)], IMG1, 1, 1, [_cot(IMG1)], False),
     # right answers without a well-formed CoT: not SFT data, and not hard either
     ([f"<answer>{IMG1}</answer>"] * 3, IMG1, 0, 1, [], False),
-    ([f"<think>x<answer>{IMG1}</answer>", _cot(IMG1), _cot(IMG2)], IMG1, 0, 2, [_cot(IMG1)],
-     False),
+    ([f"<think>x<answer>{IMG1}</answer>", _cot(IMG1), _cot(IMG2)], IMG1, 0, 2, [_cot(IMG1)], False),
 ]
 
 
@@ -74,9 +85,13 @@ def test_split_samples_rejects_mismatched_lengths() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "match"),
-    [("backend", "onnx", "backend must be one of"), ("k", 0, "k, max_new_tokens"),
-     ("temperature", 0.0, "temperature must be > 0"), ("hard_max_correct", 3, "hard_max_correct"),
-     ("tasks", ["image_gen"], "image_gen")],
+    [
+        ("backend", "onnx", "backend must be one of"),
+        ("k", 0, "k, max_new_tokens"),
+        ("temperature", 0.0, "temperature must be > 0"),
+        ("hard_max_correct", 3, "hard_max_correct"),
+        ("tasks", ["image_gen"], "image_gen"),
+    ],
 )
 def test_config_errors_say_how_to_fix(key, value, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -87,8 +102,14 @@ def test_config_errors_say_how_to_fix(key, value, match) -> None:
 def test_run_writes_correct_and_hard_sets(
     backend: str, tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    config = _config(backend=backend, k=2, max_new_tokens=12, max_items_per_task=1,
-                     tasks=["image_generation", "image_understanding"], batch_size=4)
+    config = _config(
+        backend=backend,
+        k=2,
+        max_new_tokens=12,
+        max_items_per_task=1,
+        tasks=["image_generation", "image_understanding"],
+        batch_size=4,
+    )
     result = run(config, tiny_model_dir, shapes_dataset, tmp_path)
     assert result.items == 2 and result.samples == 4
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").open()]
@@ -124,9 +145,7 @@ def test_hard_set_reads_back_through_ingests_grpo_format(
     records = read_records(tmp_path / "in")
     hard = read_records(tmp_path / "rs" / HARD)
     assert len(hard) == 2  # a random judge misses both pairs
-    assert [(r.task, r.mode, r.label) for r in records] == [
-        (h.task, h.mode, h.label) for h in hard
-    ]
+    assert [(r.task, r.mode, r.label) for r in records] == [(h.task, h.mode, h.label) for h in hard]
     assert all("ingest_error" not in r.meta_dict for r in records)
 
 
@@ -149,8 +168,14 @@ def test_vllm_backend_samples_k_per_item_like_the_transformers_one(
     shapes_dataset: Path, tmp_path: Path
 ) -> None:
     # The shipped base (head_dim 32: vLLM's CPU attention needs >= 32; the test preset is smaller).
-    config = _config(backend="vllm", vllm_python=str(VLLM_PYTHON), k=3, max_new_tokens=16,
-                     max_items_per_task=1, tasks=["image_generation", "video_understanding"])
+    config = _config(
+        backend="vllm",
+        vllm_python=str(VLLM_PYTHON),
+        k=3,
+        max_new_tokens=16,
+        max_items_per_task=1,
+        tasks=["image_generation", "video_understanding"],
+    )
     result = run(config, ROOT / "models" / "base-tiny", shapes_dataset, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").open()]
     assert result.items == 2 and result.samples == len(rows) == 6

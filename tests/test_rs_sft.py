@@ -31,10 +31,15 @@ def _correct_set(dataset: Path, out: Path, n: int) -> Path:
     """A rejection_sample output dir whose correct set holds n right CoT judgements."""
     import numpy as np
 
-    pairs = [r for r in read_records(dataset) if r.split == "train" and r.mode == "pairwise"
-             and r.label and "equally" not in r.label][:n]
-    rows = [dataclasses.replace(r, id=f"{r.id}-rs0",
-                                cot=teacher_cot(r, np.random.default_rng(0), 0.0)) for r in pairs]
+    pairs = [
+        r
+        for r in read_records(dataset)
+        if r.split == "train" and r.mode == "pairwise" and r.label and "equally" not in r.label
+    ][:n]
+    rows = [
+        dataclasses.replace(r, id=f"{r.id}-rs0", cot=teacher_cot(r, np.random.default_rng(0), 0.0))
+        for r in pairs
+    ]
     write_records(rows, out / CORRECT)
     return out
 

@@ -252,7 +252,12 @@ def test_project_client_asks_exactly_what_the_plain_client_asks(live: Live) -> N
     ("case", "content", "key", "status"),
     [
         ("bad base64", [_image_part("data:image/png;base64,!!not-base64!!")], KEY, 400),
-        ("not an image", [_image_part("data:image/png;base64," + base64.b64encode(b"xyz").decode())], KEY, 400),  # noqa: E501
+        (
+            "not an image",
+            [_image_part("data:image/png;base64," + base64.b64encode(b"xyz").decode())],
+            KEY,
+            400,
+        ),
         ("too many images", [_image_part(image_data_url(RED))] * (MAX_IMAGES + 1), KEY, 400),
         ("oversized image", [_image_part(image_data_url(_img((1, 2, 3), 113)))], KEY, 400),
         ("missing key", GOOD, None, 401),

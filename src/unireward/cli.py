@@ -226,9 +226,7 @@ def cold_start(
 Judge = Annotated[
     Path, typer.Option("--judge", help="Judge checkpoint to start from (the previous stage's).")
 ]
-Samples = Annotated[
-    Path, typer.Option("--samples", help="rejection_sample's output directory.")
-]
+Samples = Annotated[Path, typer.Option("--samples", help="rejection_sample's output directory.")]
 
 
 @app.command("rejection_sample")
@@ -463,17 +461,18 @@ def build_pairs(
         config = dataclasses.replace(config, **changes)
     _require(policy, *([judge_model] if judge_model else []))
     with _user_errors():
-        result = stage.run(config, policy, output_dir, judge_model, serve_config,
-                           tags={"profile": profile})
+        result = stage.run(
+            config, policy, output_dir, judge_model, serve_config, tags={"profile": profile}
+        )
     _echo("build_pairs", result, result.stats)
 
 
 @app.command("dpo")
 def dpo(
     policy: PolicyDir = Path("models/policy-tiny"),
-    pairs: Annotated[
-        Path, typer.Option("--pairs", help="build_pairs' output directory.")
-    ] = Path("runs/build_pairs"),
+    pairs: Annotated[Path, typer.Option("--pairs", help="build_pairs' output directory.")] = Path(
+        "runs/build_pairs"
+    ),
     output_dir: OutputDir = Path("runs/dpo"),
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
@@ -490,9 +489,9 @@ def dpo(
 
 @app.command("evaluate_policy")
 def evaluate_policy(
-    before: Annotated[
-        Path, typer.Option("--before", help="Policy before DPO.")
-    ] = Path("models/policy-tiny"),
+    before: Annotated[Path, typer.Option("--before", help="Policy before DPO.")] = Path(
+        "models/policy-tiny"
+    ),
     after: Annotated[Path, typer.Option("--after", help="Policy after DPO.")] = Path("runs/dpo"),
     output_dir: OutputDir = Path("runs/evaluate_policy"),
     params: Params = Path("params.yaml"),

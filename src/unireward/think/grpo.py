@@ -223,8 +223,10 @@ def plot_curve(log_history: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    for key, label in (("reward", "reward"), *((f"rewards/{n}/mean", n) for n in
-                       ("format_reward", "accuracy_reward"))):
+    for key, label in (
+        ("reward", "reward"),
+        *((f"rewards/{n}/mean", n) for n in ("format_reward", "accuracy_reward")),
+    ):
         points = [(h["step"], h[key]) for h in log_history if key in h]
         if points:
             ax.plot(*zip(*points, strict=True), label=label)
@@ -308,8 +310,13 @@ def _track(config: GrpoConfig, history: list, prompts: int, skipped, output_dir:
     with tracker.start_run("grpo", tags={"stage": "grpo", "skipped": str(bool(skipped))}):
         tracker.log_params({"grpo": to_dict(config)})
         tracker.log_metrics({"prompts": float(prompts)})
-        keys = {"reward": "reward", "kl": "kl", "rewards/format_reward/mean": "format_reward",
-                "rewards/accuracy_reward/mean": "accuracy_reward", "loss": "train_loss"}
+        keys = {
+            "reward": "reward",
+            "kl": "kl",
+            "rewards/format_reward/mean": "format_reward",
+            "rewards/accuracy_reward/mean": "accuracy_reward",
+            "loss": "train_loss",
+        }
         for entry in history:
             if "step" in entry:
                 metrics = {v: float(entry[k]) for k, v in keys.items() if k in entry}

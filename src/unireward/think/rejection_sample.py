@@ -183,8 +183,9 @@ def sample_from_server(
 
     from unireward.serving.client import openai_messages, query_from_record
 
-    client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key, timeout=600,
-                           max_retries=2)
+    client = openai.OpenAI(
+        base_url=server.base_url, api_key=server.api_key, timeout=600, max_retries=2
+    )
 
     def ask(index: int) -> list[str]:
         query = query_from_record(items[index], root)
@@ -252,8 +253,15 @@ def split_samples(
         right = [is_correct(t, record.label) for t in samples]
         valid = format_reward(samples)
         rows.extend(
-            {"id": record.id, "task": record.task, "sample": j, "label": record.label,
-             "text": t, "format_valid": bool(v), "correct": c}
+            {
+                "id": record.id,
+                "task": record.task,
+                "sample": j,
+                "label": record.label,
+                "text": t,
+                "format_valid": bool(v),
+                "correct": c,
+            }
             for j, (t, v, c) in enumerate(zip(samples, valid, right, strict=True))
         )
         # SFT targets must be well formed too (a right <answer> after a cut-off <think> is not
@@ -361,8 +369,17 @@ def run(
 
 
 def _track(config: RejectionSampleConfig, tracker, summary: dict, output_dir: Path) -> None:
-    keys = ("items", "samples", "correct_samples", "kept", "hard", "sample_accuracy",
-            "format_valid_rate", "judgements_per_s", "sample_seconds")
+    keys = (
+        "items",
+        "samples",
+        "correct_samples",
+        "kept",
+        "hard",
+        "sample_accuracy",
+        "format_valid_rate",
+        "judgements_per_s",
+        "sample_seconds",
+    )
     with tracker.start_run("rejection_sample", tags={"stage": "rejection_sample"}):
         tracker.log_params({"rejection_sample": to_dict(config)})
         tracker.log_metrics({k: float(summary[k]) for k in keys})

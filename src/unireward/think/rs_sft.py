@@ -63,8 +63,10 @@ def run(
     output_dir = Path(output_dir)
     path = Path(samples_dir) / CORRECT
     if not (path / "records.parquet").exists():
-        raise FileNotFoundError(f"{path}/records.parquet not found: is {samples_dir} the output "
-                                "of `unireward rejection_sample`?")
+        raise FileNotFoundError(
+            f"{path}/records.parquet not found: is {samples_dir} the output "
+            "of `unireward rejection_sample`?"
+        )
     rows = read_records(path)
     missing = [r.id for r in rows if not r.cot]
     if missing:
@@ -99,8 +101,11 @@ def run(
     with tracker.start_run("rs_sft", tags={"stage": "rs_sft", "skipped": str(bool(skipped))}):
         tracker.log_params({"rs_sft": to_dict(config)})
         tracker.log_metrics(
-            {"examples": float(len(rows)), "global_step": float(outcome.global_step),
-             "train_seconds": outcome.train_seconds}
+            {
+                "examples": float(len(rows)),
+                "global_step": float(outcome.global_step),
+                "train_seconds": outcome.train_seconds,
+            }
         )
         for entry in outcome.log_history:
             if "loss" in entry and "step" in entry:
