@@ -124,3 +124,13 @@ def easy_samples(shapes_dataset: Path, tmp_path_factory) -> Path:
     assert len(hard) == 2
     write_records(hard, out / HARD)
     return out
+
+
+@pytest.fixture
+def grpo_cli_inputs(format_judge: Path, easy_samples: Path, shapes_dataset: Path) -> list[str]:
+    """`unireward grpo`'s input options for the format judge on the easy hard set."""
+    return [
+        *("--judge", str(format_judge)),
+        *("--samples", str(easy_samples)),
+        *("--dataset", str(shapes_dataset)),
+    ]

@@ -67,7 +67,7 @@ def _check_checkpoint(before_dir: Path, out: Path) -> dict:
 
 
 def test_grpo_under_zero3_with_two_cpu_processes(
-    format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
+    format_judge: Path, grpo_cli_inputs: list[str], tmp_path: Path
 ) -> None:
     params = tmp_path / "params.yaml"
     grpo = {
@@ -82,20 +82,7 @@ def test_grpo_under_zero3_with_two_cpu_processes(
     }
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
-    _torchrun(
-        "grpo",
-        params,
-        [
-            "--judge",
-            str(format_judge),
-            "--samples",
-            str(easy_samples),
-            "--dataset",
-            str(shapes_dataset),
-            "--output-dir",
-            str(out),
-        ],
-    )
+    _torchrun("grpo", params, [*grpo_cli_inputs, "--output-dir", str(out)])
     info = _check_checkpoint(format_judge, out)
     assert info["global_step"] == 3 and len(info["reward_curve"]) == 3
 

@@ -151,7 +151,7 @@ def test_config_errors(key, value, match) -> None:
 
 
 def test_a_sigkilled_grpo_process_resumes_from_its_last_checkpoint(
-    format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
+    grpo_cli_inputs: list[str], tmp_path: Path
 ) -> None:
     params = tmp_path / "params.yaml"
     grpo = {
@@ -169,16 +169,9 @@ def test_a_sigkilled_grpo_process_resumes_from_its_last_checkpoint(
         "-m",
         "unireward.cli",
         "grpo",
-        "--params",
-        str(params),
-        "--judge",
-        str(format_judge),
-        "--samples",
-        str(easy_samples),
-        "--dataset",
-        str(shapes_dataset),
-        "--output-dir",
-        str(out),
+        *("--params", str(params)),
+        *grpo_cli_inputs,
+        *("--output-dir", str(out)),
     ]
     killed_at = sigkill_at_checkpoint(cmd, out, 4, {**os.environ, "PYTHONUNBUFFERED": "1"})
     assert 4 <= killed_at < 30 and not (out / "model.safetensors").exists()
