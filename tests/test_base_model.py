@@ -15,7 +15,7 @@ import pytest
 from unireward.contract import build_messages
 from unireward.data import shapes
 from unireward.judge.infer import generate_texts
-from unireward.model.pretrain_base import perception_to_example, question_kind
+from unireward.model.pretrain_base import perception_to_example
 from unireward.model.tiny import load_checkpoint
 from unireward.tasks import Mode, Task
 
@@ -33,7 +33,7 @@ def _attribute_examples(n: int, seed: int) -> list[shapes.PerceptionExample]:
     out: list[shapes.PerceptionExample] = []
     while len(out) < n:
         ex = shapes.perception_example(rng, cfg)
-        if question_kind(ex.question) in ("colour", "position"):
+        if ex.kind in ("colour", "position"):
             out.append(ex)
     return out
 

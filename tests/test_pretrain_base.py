@@ -3,22 +3,24 @@ stage writes a loadable checkpoint with its perception report."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from unireward.config import from_dict
+from unireward.config import from_dict, load_stage_config
 from unireward.data.shapes import ShapesConfig, perception_example
 from unireward.model.pretrain_base import (
     PretrainBaseConfig,
+    corpus_example,
     perception_to_example,
-    question_kind,
     run,
 )
 from unireward.model.tiny import load_checkpoint
-from unireward.tasks import PAIR_ANSWERS, TIE_ANSWERS
+from unireward.tasks import PAIR_ANSWERS, TIE_ANSWERS, Mode
 
 
 def test_every_perception_question_has_a_kind_and_no_judge_answer() -> None:
@@ -27,10 +29,10 @@ def test_every_perception_question_has_a_kind_and_no_judge_answer() -> None:
     judge_strings = {a for pair in PAIR_ANSWERS.values() for a in pair} | set(TIE_ANSWERS.values())
     kinds = set()
     for _ in range(300):
-        ex = perception_to_example(perception_example(rng, cfg))
-        question = ex["prompt"][0]["content"][-1]["text"]
+        perception = perception_example(rng, cfg)
+        ex = perception_to_example(perception)
         answer = ex["completion"][0]["content"][0]["text"]
-        kinds.add(question_kind(question))
+        kinds.add(perception.kind)
         assert answer not in judge_strings
         assert sum(p["type"] == "image" for p in ex["prompt"][0]["content"]) == len(ex["images"])
     assert kinds >= {"colour", "shape", "position", "motion", "describe_image", "describe_video"}
@@ -53,10 +55,14 @@ _TINY = {
 
 
 def test_run_writes_a_base_checkpoint_with_its_perception_report(tmp_path: Path) -> None:
-    result = run(from_dict(PretrainBaseConfig, _TINY), tmp_path / "base")
+    config = {**_TINY, "probe_steps": 3, "probe_examples": 4}
+    result = run(from_dict(PretrainBaseConfig, config), tmp_path / "base")
     report = json.loads((tmp_path / "base" / "perception.json").read_text())
     assert report == result.perception
     assert {"seen/all", "unseen/all"} <= report.keys()
+    # the learning curve: one probe row at step 3, per skill and split
+    (row,) = [json.loads(line) for line in (tmp_path / "base" / "probe.jsonl").open()]
+    assert row["step"] == 3 and {"seen/all", "unseen/all"} <= row.keys()
     assert all(0.0 <= v <= 1.0 for v in report.values())
     model, processor = load_checkpoint(tmp_path / "base")
     assert model.config.text_config.num_hidden_layers == 1
@@ -87,3 +93,50 @@ def test_a_later_phase_continues_from_the_earlier_checkpoint(tmp_path: Path) -> 
 def test_an_unknown_perception_skill_in_the_mix_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown perception skill"):
         from_dict(PretrainBaseConfig, {"mix": {"describe_image": 1.0, "telepathy": 1.0}})
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().replace("\n", " ").split()
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _contract_ngrams(n: int) -> set[tuple[str, ...]]:
+    """Every n-word run of the judge's own instruction text (its prompt templates, direct and
+    CoT, pairwise and pointwise), with the judged data (question, answers, caption) left out."""
+    from unireward.contract import build_messages
+    from unireward.tasks import MODES, TASKS
+
+    grams: set[tuple[str, ...]] = set()
+    for task, mode, cot in itertools.product(TASKS, MODES, (False, True)):
+        if cot and mode != Mode.PAIRWISE:
+            continue
+        n_items = 2 if task.is_generation and mode == Mode.PAIRWISE else 1
+        responses = [] if task.is_generation else ["zzdata"] * (2 if mode == Mode.PAIRWISE else 1)
+        frames = 4 if task.is_video else 1
+        content = build_messages(task, mode, "zzdata", responses, n_items, frames, cot)[0]
+        text = " ".join(part["text"] for part in content["content"] if part["type"] == "text")
+        grams |= {g for g in _ngrams(_words(text), n) if not any("zzdata" in w for w in g)}
+    return grams
+
+
+@pytest.mark.parametrize("profile", ["quick", "instruct_base"])
+def test_the_pretraining_corpus_holds_no_contract_text(profile: str) -> None:
+    """The base must not already be the judge: no 6-word run of a judge prompt template and no
+    contract answer string (verdicts, ties, "Final Score", the CoT tags) in what it is trained
+    on -- the real stream of `run`, for the shipped recipe and the instruct one."""
+    config = load_stage_config(PretrainBaseConfig, "pretrain_base", profile=profile)
+    contract = _contract_ngrams(6)
+    assert len(contract) > 100
+    answers = {a for pair in PAIR_ANSWERS.values() for a in pair} | set(TIE_ANSWERS.values())
+    answers = {a.lower() for a in answers} | {"final score", "<think>", "<answer>"}
+    kinds = Counter()
+    for i in range(3000):
+        ex = corpus_example(config, i)
+        kinds[ex.kind] += 1
+        for text in (ex.question, ex.answer):
+            assert not (_ngrams(_words(text), 6) & contract), text
+            assert not any(a in text.lower() for a in answers), text
+    assert len(kinds) >= (20 if profile == "instruct_base" else 7), kinds

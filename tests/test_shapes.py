@@ -402,3 +402,97 @@ def test_perception_mix_rejects_unknown_skills() -> None:
         perception_example(np.random.default_rng(0), ShapesConfig(), mix={"juggle": 1.0})
     with pytest.raises(ValueError, match="positive sum"):
         perception_example(np.random.default_rng(0), ShapesConfig(), mix={"attribute": 0.0})
+
+
+def _clean_pixels(pixels: np.ndarray) -> bool:
+    """Neighbouring pixels differ little on average (noise makes every pixel jump: ~47 measured)
+    but the edges are sharp (blur softens them: the largest step ~20, clean ~220)."""
+    steps = np.abs(np.diff(pixels, axis=1))
+    return bool(steps.mean() < 20 and steps.max() > 120)
+
+
+def _parts(answer: str) -> set[str]:
+    return set() if answer == "none" else set(answer.replace(",", "").replace(" and ", " ").split())
+
+
+def _read(item: list) -> tuple[str, str]:
+    return _read_scene(np.asarray(item[0], dtype=np.float32))
+
+
+def test_instruction_skills_answer_what_the_images_show() -> None:
+    """Each comparison / checking skill's answer agrees with the colour, quadrant and cleanness
+    read back from its rendered images (shape-only questions cannot be read back this way: they
+    are counted, not checked), and every answer value occurs (no constant answer)."""
+    config = ShapesConfig(frames=4)
+    rng = np.random.default_rng(5)
+    answers: Counter = Counter()
+    checked: Counter = Counter()
+    for name in (
+        "which_attr_image",
+        "same_attr_image",
+        "which_clean_image",
+        "which_reply_image",
+        "caption_parts_image",
+        "reply_parts_image",
+    ):
+        for _ in range(80):
+            ex = perception_example(rng, config, SEEN_COMBOS, mix={name: 1.0})
+            answers[(name, ex.answer)] += 1
+            if name == "which_clean_image":
+                k = int(ex.answer.split()[-1]) - 1
+                clean = [_clean_pixels(np.asarray(i[0], dtype=np.float32)) for i in ex.items]
+                assert clean[k] and not clean[1 - k], ex.question
+                checked[name] += 1
+                continue
+            if name == "which_attr_image":
+                k = int(ex.answer.split()[-1]) - 1
+                phrase = ex.question.removeprefix("Which image shows ").rstrip("?")
+                read = [_read(item) for item in ex.items]
+                if ex.kind == "which_colour":
+                    colour = phrase.split()[1]
+                    assert read[k][0] == colour != read[1 - k][0]
+                elif ex.kind == "which_position":
+                    where = phrase.removeprefix("a shape at the ")
+                    assert read[k][1] == where != read[1 - k][1]
+                else:
+                    continue
+            elif name == "same_attr_image":
+                (c1, p1), (c2, p2) = (_read(item) for item in ex.items)
+                if ex.kind == "same_colour":
+                    assert (c1 == c2) == (ex.answer == "yes")
+                elif ex.kind == "same_position":
+                    assert (p1 == p2) == (ex.answer == "yes")
+                else:
+                    continue
+            elif name == "which_reply_image":
+                colour, quadrant = _read(ex.items[0])
+                lines = ex.question.split("\n")
+                replies = [line.split(": ", 1)[1] for line in lines[2:]]
+                right = replies[int(ex.answer.split()[-1]) - 1]
+                if lines[0].endswith("What colour is the shape?"):
+                    assert right == colour
+                elif lines[0].endswith("Where is the shape?"):
+                    assert right == quadrant
+                elif lines[0].endswith("Describe the shape."):
+                    assert right.split()[1] == colour and right.endswith(quadrant)
+                else:
+                    continue
+            else:
+                colour, quadrant = _read(ex.items[0])
+                if name == "caption_parts_image":
+                    text = ex.question.removeprefix("Which parts of ").split(" fit the")[0]
+                else:
+                    text = ex.question.split("Reply: ")[1].split("\n")[0]
+                parts = _parts(ex.answer)
+                assert ("colour" in parts) == (text.split()[1] == colour), (text, ex.answer)
+                assert ("position" in parts) == text.endswith(quadrant), (text, ex.answer)
+            checked[name] += 1
+    assert all(checked[name] >= 30 for name in checked) and len(checked) == 6, checked
+    for name, values in (
+        ("which_attr_image", ("image 1", "image 2")),
+        ("same_attr_image", ("yes", "no")),
+        ("which_clean_image", ("image 1", "image 2")),
+        ("which_reply_image", ("reply 1", "reply 2")),
+        ("caption_parts_image", ("none", "colour, shape and position")),
+    ):
+        assert all(answers[(name, v)] >= 5 for v in values), (name, answers)

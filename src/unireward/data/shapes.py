@@ -24,6 +24,7 @@ for a config.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -57,6 +58,17 @@ COLOUR_RGB: dict[str, tuple[int, int, int]] = {
 }
 BACKGROUND_RGB: tuple[int, int, int] = (22, 22, 30)
 
+# Colours that only the base's pretraining draws (never a judge record), each with every shape:
+# they break the colour -> shape shortcut, so shape has to be seen to be named (README "The
+# shipped base model": without them the base named the shape it had seen with that colour).
+EXTRA_COLOURS: tuple[str, ...] = ("orange", "pink", "cyan", "grey")
+EXTRA_RGB: dict[str, tuple[int, int, int]] = {
+    "orange": (250, 140, 20),
+    "pink": (255, 130, 200),
+    "cyan": (30, 215, 215),
+    "grey": (135, 135, 135),
+}
+
 # Held out of train / eval_seen, independent of the seed. One per colour; triangle and cross twice,
 # circle and square once, so every colour keeps 3 seen shapes and every shape >= 4 seen colours.
 UNSEEN_COMBOS: tuple[tuple[str, str], ...] = (
@@ -69,6 +81,9 @@ UNSEEN_COMBOS: tuple[tuple[str, str], ...] = (
 )
 ALL_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLOURS for s in SHAPES)
 SEEN_COMBOS: tuple[tuple[str, str], ...] = tuple(c for c in ALL_COMBOS if c not in UNSEEN_COMBOS)
+EXTRA_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in EXTRA_COLOURS for s in SHAPES)
+# What a lone claimed colour or shape may be in the base's training (no combo constraint).
+_ANY_COMBOS = ALL_COMBOS + EXTRA_COMBOS
 
 SOURCE = "shapes-world"
 Combos = Sequence[tuple[str, str]]  # (colour, shape) pairs
@@ -86,7 +101,7 @@ class Scene:
 
     def __post_init__(self) -> None:
         _check_name("shape", self.shape, SHAPES)
-        _check_name("colour", self.colour, COLOURS)
+        _check_name("colour", self.colour, COLOURS + EXTRA_COLOURS)
         if self.position is not None:
             _check_name("position", self.position, POSITIONS)
         if self.motion is not None:
@@ -145,7 +160,8 @@ class ShapesConfig:
 
 def describe(scene: Scene) -> str:
     """Caption of a scene: "a red circle at the top left" / "a red circle moving right"."""
-    text = f"a {scene.colour} {scene.shape}"
+    article = "an" if scene.colour[0] in "aeiou" else "a"  # the extra colour "orange"
+    text = f"{article} {scene.colour} {scene.shape}"
     if scene.position is not None:
         text += f" at the {scene.position}"
     if scene.motion is not None:
@@ -197,7 +213,7 @@ def _paint(
     img = np.empty((size, size, 3), dtype=np.float32)
     img[:] = BACKGROUND_RGB
     mask = _shape_mask(shape, size, cx, cy, side)
-    img[mask] = COLOUR_RGB[colour]
+    img[mask] = COLOUR_RGB[colour] if colour in COLOUR_RGB else EXTRA_RGB[colour]
     img += _fast_normal(rng, img.shape) * 4.0
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -582,6 +598,7 @@ class PerceptionExample:
     items: list[list[Image.Image]]  # visual items, each a list of frames (image = 1 frame)
     question: str
     answer: str
+    kind: str = ""  # the skill it tests, for the per-skill report; "" = from the question
 
 
 _ATTRIBUTE_QUESTIONS = {
@@ -608,7 +625,7 @@ def _p_attribute(
     attr = _pick(rng, tuple(_ATTRIBUTE_QUESTIONS))
     question = _ATTRIBUTE_QUESTIONS[attr].format(where="" if attr != "shape" else " it")
     image = render_image(scene, config.image_size, rng)
-    return PerceptionExample([[image]], question, getattr(scene, attr))
+    return PerceptionExample([[image]], question, getattr(scene, attr), kind=attr)
 
 
 def _p_image_quality(
@@ -635,7 +652,8 @@ def _p_two_images(
         question = _ATTRIBUTE_QUESTIONS[attr].format(where=where)
         answer = getattr(scenes[which], attr)
     items = [[render_image(s, config.image_size, rng)] for s in scenes]
-    return PerceptionExample(items, question, answer)
+    kind = "describe_one_of_two" if attr == "describe" else attr
+    return PerceptionExample(items, question, answer, kind=kind)
 
 
 def _p_describe_video(
@@ -699,7 +717,7 @@ def _which(video: bool):
 
     def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
         target = _target(rng, combos, video=video)
-        scenes = [target, _one_off(rng, target, combos, video)]
+        scenes = [target, _other_scene(rng, target, combos, video)]
         which = int(rng.integers(2))
         if which:
             scenes.reverse()
@@ -720,12 +738,227 @@ def _p_check_answer(
     scene = _target(rng, combos, video=False)
     attr = _pick(rng, tuple(_ATTRIBUTE_QUESTIONS))
     right = bool(rng.random() < 0.5)
-    claimed = scene if right else _replace(scene, **_perturb(scene, [attr], rng, ALL_COMBOS))
+    claimed = scene if right else _replace(scene, **_perturb(scene, [attr], rng, _ANY_COMBOS))
     question = _ATTRIBUTE_QUESTIONS[attr].format(where="" if attr != "shape" else " it")
     return PerceptionExample(
         [[render_image(scene, config.image_size, rng)]],
         f"Question: {question} Answer: {getattr(claimed, attr)}. Is the answer right?",
         "yes" if right else "no",
+    )
+
+
+# ---------------------------------------------------------------- instruction skills
+# What a general instruct VLM does besides naming what it sees: compare two items, check a
+# caption or a claimed answer against an item, say which parts of a description fit. All in the
+# base's own wording: never a judge prompt or a contract answer string (tests/test_shapes.py
+# and tests/test_pretrain_base.py check the corpus against the contract).
+
+_ATTR_PHRASE = {
+    "colour": lambda s: f"{'an' if s.colour[0] in 'aeiou' else 'a'} {s.colour} shape",
+    "shape": lambda s: f"a {s.shape}",
+    "position": lambda s: f"a shape at the {s.position}",
+    "motion": lambda s: f"a shape moving {s.motion}",
+}
+_SAME_QUESTION = {
+    "colour": "Are the shapes in the two {nouns} the same colour?",
+    "shape": "Do the two {nouns} show the same kind of shape?",
+    "position": "Is the shape in the same place in both images?",
+    "motion": "Do the shapes in the two videos move the same way?",
+}
+_CLEAN = {False: "Which image is clean?", True: "Which video moves smoothly?"}
+
+
+def _noun(video: bool) -> str:
+    return "video" if video else "image"
+
+
+def _distractor_pool(combos: Combos) -> Combos:
+    """Combos a wrong claim may show: the training combos themselves, or (when the targets
+    include held-out combos: an unseen evaluation) any world combo, as eval_unseen does."""
+    return combos if set(combos).isdisjoint(UNSEEN_COMBOS) else ALL_COMBOS
+
+
+def _ordered(rng: np.random.Generator, right, wrong) -> tuple[list, int]:
+    """[right, wrong] in a random order, and the 0-based position of `right`."""
+    k = int(rng.integers(2))
+    return ([right, wrong] if k == 0 else [wrong, right]), k
+
+
+def _other_scene(rng: np.random.Generator, scene: Scene, combos: Combos, video: bool) -> Scene:
+    """A near miss (one attribute off) most of the time, else any other scene: the easy pairs
+    give the comparison a foothold before the near misses need every attribute checked."""
+    if rng.random() < 0.7:
+        return _one_off(rng, scene, combos, video)
+    while True:
+        other = _target(rng, combos, video)
+        if other != scene:
+            return other
+
+
+def _which_attr(video: bool):
+    """ "Which image shows a red shape?" -- two items that differ in the asked attribute."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        attr = _pick(rng, _attributes(video))
+        first = _target(rng, combos, video)
+        second = _replace(_target(rng, combos, video), **_perturb(first, [attr], rng, _ANY_COMBOS))
+        if (second.colour, second.shape) not in combos:  # keep held-out combos out of training
+            second = _replace(first, **_perturb(first, [attr], rng, _ANY_COMBOS))
+            if (second.colour, second.shape) not in combos:
+                example = _which(video)(rng, config, combos)
+                return dataclasses.replace(example, kind=f"which_{_noun(video)}")
+        scenes, k = _ordered(rng, first, second)
+        noun = _noun(video)
+        return PerceptionExample(
+            [_render(s, config, rng) for s in scenes],
+            f"Which {noun} shows {_ATTR_PHRASE[attr](first)}?",
+            f"{noun} {k + 1}",
+            kind=f"which_{attr}" + ("_video" if video else ""),
+        )
+
+    return make
+
+
+def _same_attr(video: bool):
+    """ "Are the shapes in the two images the same colour?" -> yes / no."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        attr = _pick(rng, _attributes(video))
+        first = _target(rng, combos, video)
+        same = bool(rng.random() < 0.5)
+        second = _target(rng, combos, video)
+        for _ in range(20):  # resample until the asked attribute agrees (or not) as drawn
+            if (getattr(second, attr) == getattr(first, attr)) == same:
+                break
+            second = _target(rng, combos, video)
+        same = getattr(second, attr) == getattr(first, attr)
+        nouns = "videos" if video else "images"
+        return PerceptionExample(
+            [_render(s, config, rng) for s in (first, second)],
+            _SAME_QUESTION[attr].format(nouns=nouns),
+            "yes" if same else "no",
+            kind=f"same_{attr}" + ("_video" if video else ""),
+        )
+
+    return make
+
+
+def _which_clean(video: bool):
+    """One item clean (smooth), the other with a defect: "Which image is clean?"."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        clean = _target(rng, combos, video)
+        bad = _replace(clean, defect=_pick(rng, VIDEO_DEFECTS if video else IMAGE_DEFECTS))
+        if rng.random() < 0.5:  # the same scene (as in a judge's defect pair) or another one
+            bad = _replace(_target(rng, combos, video), defect=bad.defect)
+        scenes, k = _ordered(rng, clean, bad)
+        return PerceptionExample(
+            [_render(s, config, rng) for s in scenes],
+            _CLEAN[video],
+            f"{_noun(video)} {k + 1}",
+            kind=f"which_clean_{_noun(video)}",
+        )
+
+    return make
+
+
+def _question_and_claims(
+    rng: np.random.Generator, scene: Scene, combos: Combos, video: bool, n_wrong: int
+) -> tuple[str, str, dict[str, str]]:
+    """A question about `scene`, its right answer, and claims with `n_wrong` attributes off
+    (describe questions) or the one attribute off (n_wrong > 0, attribute questions)."""
+    qtype = _pick(rng, (*_attributes(video), "describe"))
+    right = _claims(scene, qtype, video)
+    if qtype == "describe":
+        wrong = _wrong_attrs(rng, _attributes(video), min(n_wrong, 3))
+        claims = {**right, **_perturb(scene, wrong, rng, _distractor_pool(combos))}
+    else:
+        claims = _perturb(scene, [qtype], rng, _ANY_COMBOS) if n_wrong else right
+    return QUESTIONS[qtype], answer_text(qtype, right), claims
+
+
+def _which_reply(video: bool):
+    """A question about the item and two replies, one right: "Which reply is right?"."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        scene = _target(rng, combos, video)
+        n_wrong = _pick(rng, (1, 1, 2, 3))
+        question, right, claims = _question_and_claims(rng, scene, combos, video, n_wrong)
+        qtype = next(q for q, text in QUESTIONS.items() if text == question)
+        replies, k = _ordered(rng, right, answer_text(qtype, claims))
+        return PerceptionExample(
+            [_render(scene, config, rng)],
+            f"Question: {question}\nWhich reply is right?\n"
+            f"Reply 1: {replies[0]}\nReply 2: {replies[1]}",
+            f"reply {k + 1}",
+            kind=f"which_reply_{_noun(video)}",
+        )
+
+    return make
+
+
+def _fitting_parts(attrs: Sequence[str], wrong: Sequence[str]) -> str:
+    """ "colour and position" / "colour, shape and motion" / "none": the attributes not wrong."""
+    right = [a for a in attrs if a not in wrong]
+    if not right:
+        return "none"
+    return right[0] if len(right) == 1 else f"{', '.join(right[:-1])} and {right[-1]}"
+
+
+def _caption_parts(video: bool):
+    """ "Which parts of <caption> fit the image?" -> the attributes the item gets right (the
+    graded form of a caption check: 0-3 attributes off, uniformly)."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        caption = _target(rng, combos, video)
+        attrs = _attributes(video)
+        wrong = _wrong_attrs(rng, attrs, int(rng.integers(len(attrs) + 1)))
+        pool = _distractor_pool(combos)
+        shown = _replace(caption, **_perturb(caption, wrong, rng, pool)) if wrong else caption
+        return PerceptionExample(
+            [_render(shown, config, rng)],
+            f"Which parts of {describe(caption)} fit the {_noun(video)}?",
+            _fitting_parts(attrs, wrong),
+            kind=f"caption_parts_{_noun(video)}",
+        )
+
+    return make
+
+
+def _reply_parts(video: bool):
+    """A description claimed of the item: "Which parts of the reply are right?"."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        scene = _target(rng, combos, video)
+        attrs = _attributes(video)
+        wrong = _wrong_attrs(rng, attrs, int(rng.integers(len(attrs) + 1)))
+        pool = _distractor_pool(combos)
+        claims = {**_claims(scene, "describe", video), **_perturb(scene, wrong, rng, pool)}
+        return PerceptionExample(
+            [_render(scene, config, rng)],
+            f"Question: {QUESTIONS['describe']}\nReply: {answer_text('describe', claims)}\n"
+            "Which parts of the reply are right?",
+            _fitting_parts(attrs, wrong),
+            kind=f"reply_parts_{_noun(video)}",
+        )
+
+    return make
+
+
+def _check_reply_video(
+    rng: np.random.Generator, config: ShapesConfig, combos: Combos
+) -> PerceptionExample:
+    """check_answer's video form: a claimed colour, shape or motion -> yes / no."""
+    scene = _target(rng, combos, video=True)
+    attr = _pick(rng, _attributes(video=True))
+    right = bool(rng.random() < 0.5)
+    claimed = scene if right else _replace(scene, **_perturb(scene, [attr], rng, _ANY_COMBOS))
+    question = QUESTIONS[attr]
+    return PerceptionExample(
+        [_render(scene, config, rng)],
+        f"Question: {question} Answer: {getattr(claimed, attr)}. Is the answer right?",
+        "yes" if right else "no",
+        kind="check_answer_video",
     )
 
 
@@ -743,6 +976,19 @@ PERCEPTION_MAKERS: dict[str, Callable[..., PerceptionExample]] = {
     "which_image": _which(video=False),
     "which_video": _which(video=True),
     "check_answer": _p_check_answer,
+    "check_answer_video": _check_reply_video,
+    "which_attr_image": _which_attr(video=False),
+    "which_attr_video": _which_attr(video=True),
+    "same_attr_image": _same_attr(video=False),
+    "same_attr_video": _same_attr(video=True),
+    "which_clean_image": _which_clean(video=False),
+    "which_clean_video": _which_clean(video=True),
+    "which_reply_image": _which_reply(video=False),
+    "which_reply_video": _which_reply(video=True),
+    "caption_parts_image": _caption_parts(video=False),
+    "caption_parts_video": _caption_parts(video=True),
+    "reply_parts_image": _reply_parts(video=False),
+    "reply_parts_video": _reply_parts(video=True),
 }
 
 # Images dominate because three of the four judge tasks' items are images. The default is the
@@ -755,6 +1001,37 @@ DEFAULT_PERCEPTION_MIX: dict[str, float] = {
     "describe_video": 0.15,
     "motion": 0.1,
     "video_quality": 0.1,
+}
+
+# The instruct base's mix (params profile instruct_base): ~40 % perception as above, ~60 % the
+# instruction skills: comparisons of two items, captions and claimed answers checked against an
+# item, which parts of a description fit. Video skills get less weight: fewer judge tasks.
+INSTRUCT_MIX: dict[str, float] = {
+    "describe_image": 0.07,
+    "attribute": 0.08,
+    "image_quality": 0.05,
+    "two_images": 0.08,
+    "describe_video": 0.05,
+    "motion": 0.03,
+    "video_quality": 0.05,
+    "which_image": 0.08,
+    "which_attr_image": 0.06,
+    "same_attr_image": 0.03,
+    "which_clean_image": 0.04,
+    "verify_image": 0.03,
+    "check_answer": 0.04,
+    "which_reply_image": 0.06,
+    "caption_parts_image": 0.04,
+    "reply_parts_image": 0.03,
+    "which_video": 0.05,
+    "which_attr_video": 0.03,
+    "same_attr_video": 0.02,
+    "which_clean_video": 0.03,
+    "verify_video": 0.02,
+    "check_answer_video": 0.02,
+    "which_reply_video": 0.04,
+    "caption_parts_video": 0.02,
+    "reply_parts_video": 0.02,
 }
 
 
@@ -780,11 +1057,12 @@ def perception_example(
     if not combos:
         raise ValueError("perception_example needs at least one (colour, shape) combo")
     for colour, shape in combos:
-        _check_name("colour", colour, COLOURS)
+        _check_name("colour", colour, COLOURS + EXTRA_COLOURS)
         _check_name("shape", shape, SHAPES)
     mix = mix or DEFAULT_PERCEPTION_MIX
     check_mix(mix)
     names = list(mix)  # insertion order: the default mix draws exactly as it always has
     weights = np.array([mix[n] for n in names], dtype=float)
-    maker = PERCEPTION_MAKERS[names[int(rng.choice(len(names), p=weights / weights.sum()))]]
-    return maker(rng, config, combos)
+    name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    example = PERCEPTION_MAKERS[name](rng, config, combos)
+    return example if example.kind else dataclasses.replace(example, kind=name)

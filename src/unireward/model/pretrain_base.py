@@ -55,8 +55,16 @@ class PretrainBaseConfig:
     )
     train: TrainParams = field(default_factory=_default_train)
     eval_examples: int = 400  # per split (seen / unseen combos), for the perception report
-    # Perception skills and their weights (shapes.PERCEPTION_MAKERS); empty = the default mix.
+    # Skills and their weights (shapes.PERCEPTION_MAKERS: perception and instruction skills,
+    # e.g. shapes.INSTRUCT_MIX); empty = shapes.DEFAULT_PERCEPTION_MIX.
     mix: dict[str, float] = field(default_factory=dict)
+    # Train on shapes.EXTRA_COLOURS too (every shape in each): shape must be seen to be named.
+    # Held-out colour-shape combos stay out either way.
+    extra_colours: bool = False
+    # Every probe_steps (0 = never) answer probe_examples fresh questions per split and append
+    # the per-skill accuracy to probe.jsonl in the output dir: the learning curve of a long run.
+    probe_steps: int = 0
+    probe_examples: int = 200
     # Continue from this checkpoint (its tokenizer and weights) instead of a random model: a
     # later curriculum phase. Empty = build the tokenizer and a random model.
     init_from: str = ""
@@ -69,8 +77,13 @@ class PretrainBaseConfig:
                 f"model.image_size {self.model.image_size} != shapes.image_size "
                 f"{self.shapes.image_size}: the processor and the renderer must agree"
             )
-        if self.eval_examples < 0:
-            raise ValueError(f"eval_examples must be >= 0, got {self.eval_examples}")
+        for name in ("eval_examples", "probe_steps", "probe_examples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def train_combos(self) -> tuple[tuple[str, str], ...]:
+        return shapes.SEEN_COMBOS + (shapes.EXTRA_COMBOS if self.extra_colours else ())
 
 
 @dataclass
@@ -108,7 +121,10 @@ def _record_texts(record: Record) -> list[str]:
 
 def tokenizer_corpus(cfg: shapes.ShapesConfig, n_perception: int = 2000) -> list[str]:
     """Text the tiny tokenizer is trained on: judge prompts of every task/mode (direct and CoT),
-    their targets, teacher CoT judgements and perception questions and answers."""
+    their targets, teacher CoT judgements and the base's questions and answers.
+
+    The tokenizer (like a published one) covers all the text the models will read; the
+    *training* corpus (`make` in `run`) holds none of the judge's prompts or answers."""
     small = shapes.ShapesConfig(
         seed=cfg.seed + 7919,
         image_size=cfg.image_size,
@@ -123,9 +139,11 @@ def tokenizer_corpus(cfg: shapes.ShapesConfig, n_perception: int = 2000) -> list
             texts.extend(_record_texts(record))
             if record.mode == Mode.PAIRWISE and record.label in PAIR_ANSWERS[task_of(record)]:
                 texts.append(teacher.teacher_cot(record, rng, error_rate=0.0, style="scores"))
-    for _ in range(n_perception):
-        ex = shapes.perception_example(rng, small)
-        texts.extend([ex.question, ex.answer])
+    combos = shapes.SEEN_COMBOS + shapes.EXTRA_COMBOS
+    for mix in (shapes.DEFAULT_PERCEPTION_MIX, shapes.INSTRUCT_MIX):
+        for _ in range(n_perception // 2):
+            ex = shapes.perception_example(rng, small, combos, mix)
+            texts.extend([ex.question, ex.answer])
     for task in Task:
         lo, hi = SCORE_RANGE[task]
         texts.extend(f"Final Score: {s}" for s in range(int(lo), int(hi) + 1))
@@ -150,28 +168,10 @@ def perception_to_example(ex: shapes.PerceptionExample) -> dict[str, Any]:
     }
 
 
-def question_kind(question: str) -> str:
-    """Which perception skill a question tests (for the per-attribute report)."""
-    q = question.lower()
-    for prefix, kind in (
-        ("question:", "check_answer"),
-        ("does the image", "verify_image"),
-        ("does the video", "verify_video"),
-        ("which image shows", "which_image"),
-        ("which video shows", "which_video"),
-        ("what colour", "colour"),
-        ("what shape", "shape"),
-        ("where is", "position"),
-        ("which way", "motion"),
-        ("is the image", "image_quality"),
-        ("is the motion", "video_quality"),
-        ("describe image", "describe_one_of_two"),
-        ("describe the video", "describe_video"),
-        ("describe the image", "describe_image"),
-    ):
-        if q.startswith(prefix):
-            return kind
-    raise ValueError(f"no perception kind for question {question!r}")
+def corpus_example(config: PretrainBaseConfig, i: int) -> shapes.PerceptionExample:
+    """The i-th example of the pretraining stream (deterministic in train.seed and i)."""
+    rng = np.random.default_rng([config.train.seed, i])
+    return shapes.perception_example(rng, config.shapes, config.train_combos, config.mix)
 
 
 def perception_accuracy(
@@ -187,9 +187,43 @@ def perception_accuracy(
     hits: dict[str, list[bool]] = defaultdict(list)
     for ex, answer in zip(examples, answers, strict=True):
         hit = answer.strip().lower() == ex.answer.lower()
-        hits[question_kind(ex.question)].append(hit)
+        hits[ex.kind].append(hit)
         hits["all"].append(hit)
     return {k: float(np.mean(v)) for k, v in sorted(hits.items())}
+
+
+def measure(model, processor, config: PretrainBaseConfig, n: int, seed: int = 10_000):
+    """Per-skill accuracy on `n` fresh examples of seen and of unseen world combos (world
+    colours only: the extra colours are training material, not a test)."""
+    out: dict[str, float] = {}
+    for k, (split, combos) in enumerate(
+        (("seen", shapes.SEEN_COMBOS), ("unseen", shapes.UNSEEN_COMBOS)), start=1
+    ):
+        acc = perception_accuracy(model, processor, config.shapes, n, combos, seed + k, config.mix)
+        out.update({f"{split}/{kind}": v for kind, v in acc.items()})
+    return out
+
+
+def probe_callback(config: PretrainBaseConfig, processor, output_dir: Path):
+    """A TrainerCallback appending {step, seconds, per-skill accuracy} to probe.jsonl every
+    `probe_steps` (the file survives a resume: a killed run keeps its curve)."""
+    import time
+
+    from transformers import TrainerCallback
+
+    class PerceptionProbe(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % config.probe_steps:
+                return
+            acc = measure(model, processor, config, config.probe_examples, seed=20_000)
+            row = {"step": state.global_step, "wall_s": round(time.perf_counter() - self.start)}
+            with (output_dir / "probe.jsonl").open("a") as f:
+                f.write(json.dumps({**row, **acc}) + "\n")
+
+    return PerceptionProbe()
 
 
 # --------------------------------------------------------------------------- stage
@@ -209,22 +243,15 @@ def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
         model = build_model(config.model, tokenizer)
 
     def make(i: int) -> dict[str, Any]:
-        rng = np.random.default_rng([config.train.seed, i])
-        return perception_to_example(shapes.perception_example(rng, config.shapes, mix=config.mix))
+        return perception_to_example(corpus_example(config, i))
 
     stream = example_stream(make, shards=max(1, config.train.dataloader_workers))
-    outcome = train_sft(model, processor, stream, config.train, output_dir)
+    callbacks = [probe_callback(config, processor, output_dir)] if config.probe_steps else None
+    outcome = train_sft(model, processor, stream, config.train, output_dir, callbacks)
 
-    perception: dict[str, float] = {}
+    perception = {}
     if config.eval_examples:
-        for split, combos, seed in (
-            ("seen", shapes.SEEN_COMBOS, 10_001),
-            ("unseen", shapes.UNSEEN_COMBOS, 10_002),
-        ):
-            acc = perception_accuracy(
-                model, processor, config.shapes, config.eval_examples, combos, seed, config.mix
-            )
-            perception.update({f"{split}/{k}": v for k, v in acc.items()})
+        perception = measure(model, processor, config, config.eval_examples)
     model.to("cpu")
     save_checkpoint(
         model,
