@@ -15,6 +15,7 @@ import pytest
 from unireward.config import from_dict, load_params, load_stage_config, stage_section
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+EXPERIMENTS = PARAMS.parent / "experiments" / "params.yaml"  # extends params.yaml
 # stage -> "module:ConfigClass": one name per stage everywhere (STYLE.md).
 STAGE_CONFIGS = {
     "pretrain_base": "unireward.model.pretrain_base:PretrainBaseConfig",
@@ -36,6 +37,9 @@ STAGE_CONFIGS = {
     "register_policy": "unireward.registry.register:RegisterConfig",
 }
 PROFILES = sorted(load_params(PARAMS).get("profiles") or {})
+# The product's profiles; an experiment's profile lives beside it (experiments/params.yaml).
+PRODUCT_PROFILES = {"quick", "full", "instruct_base"}
+EXPERIMENT_PROFILES = sorted(set(load_params(EXPERIMENTS)["profiles"]) - set(PROFILES))
 
 
 def _config_class(stage: str) -> type:
@@ -57,14 +61,17 @@ def test_every_stage_section_has_a_config_class_and_vice_versa() -> None:
         assert not unknown, f"profile {profile!r} overrides stages with no section: {unknown}"
 
 
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(
+    ("path", "profile"),
+    [(PARAMS, p) for p in PROFILES] + [(EXPERIMENTS, p) for p in EXPERIMENT_PROFILES],
+)
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
-def test_section_loads_into_its_config(stage: str, profile: str) -> None:
+def test_section_loads_into_its_config(stage: str, path: Path, profile: str) -> None:
     cls = _config_class(stage)
-    config = load_stage_config(cls, stage, profile, PARAMS)
+    config = load_stage_config(cls, stage, profile, path)
     assert isinstance(config, cls) and dataclasses.is_dataclass(config)
     # Every key written in params.yaml reached the config (none shadowed by a default).
-    section = stage_section(load_params(PARAMS), stage, profile)
+    section = stage_section(load_params(path), stage, profile)
     for key in section:
         assert hasattr(config, key), f"{stage}.{key}"
 
@@ -95,3 +102,33 @@ def test_a_nested_typo_key_fails_naming_it() -> None:
 def test_unknown_profile_fails_naming_it() -> None:
     with pytest.raises(ValueError, match="'fulll'"):
         stage_section(load_params(PARAMS), "ingest", "fulll")
+
+
+def test_params_yaml_holds_only_the_products_profiles() -> None:
+    assert set(PROFILES) == PRODUCT_PROFILES
+    assert EXPERIMENT_PROFILES, "experiments/params.yaml defines no profile of its own"
+
+
+def test_extends_merges_a_file_over_the_one_it_names(tmp_path: Path) -> None:
+    from unireward.judge.unified_sft import UnifiedSftConfig
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        f"extends: {PARAMS}\nprofiles:\n  longer:\n    unified_sft:\n"
+        "      train: {max_steps: 12345}\n"
+    )
+    longer = load_stage_config(UnifiedSftConfig, "unified_sft", "longer", mine)
+    quick = load_stage_config(UnifiedSftConfig, "unified_sft", "quick", PARAMS)
+    assert longer.train.max_steps == 12345
+    assert longer.train.learning_rate == quick.train.learning_rate  # the rest is params.yaml's
+    assert load_stage_config(UnifiedSftConfig, "unified_sft", "quick", mine) == quick
+
+
+def test_extends_that_loops_or_names_nothing_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="loops back"):
+        load_params(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
+        load_params(tmp_path / "c.yaml")

@@ -171,7 +171,7 @@ def test_stage_configs_reject_overrides_for_unknown_stages() -> None:
 
 @pytest.mark.parametrize(
     ("profile", "error"),
-    [("quick", None), ("full", None), ("judge_qwen3", "expects a qwen3_vl base")],
+    [("quick", None), ("full", None), ("instruct_base", "expects a qwen3_vl base")],
 )
 def test_a_base_of_another_family_than_the_profile_is_refused(profile: str, error) -> None:
     from pipelines.run_local import check_base_family

@@ -78,7 +78,7 @@ def test_perception_first_says_what_it_sees_before_it_scores(records: list[Recor
 
 
 def test_observation_style_is_what_it_sees_then_the_verdict(records: list[Record]) -> None:
-    """The probe's target (scripts/probe_cot_iu.py), word for word, and its generation analogue:
+    """The probe's target (experiments/probe_cot_iu.py), word for word, and its generation analogue:
     perception_first's observations, no scores, then the answer."""
     pairs = _judgeable(records)
     for r in pairs:

@@ -106,14 +106,26 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def load_params(path: Path = DEFAULT_PARAMS) -> dict[str, Any]:
+def load_params(path: Path = DEFAULT_PARAMS, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The params file as a mapping. A file with a top-level `extends: <path>` (relative to the
+    file) is deep-merged over the file it names: an experiment's or a user's own profiles on
+    top of the project's params.yaml without copying it (experiments/params.yaml)."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"params file {path} not found (run from the project root?)")
     with path.open() as fh:
         params = yaml.safe_load(fh) or {}
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    return params
+    parent = params.pop("extends", None)
+    if parent is None:
+        return params
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(f"{path}: `extends` must be a path to another params file")
+    base = (path.parent / parent).resolve()
+    if base in _seen or base == path.resolve():
+        raise ValueError(f"{path}: `extends` loops back to {base}")
+    return deep_merge(load_params(base, (*_seen, path.resolve())), params)
 
 
 def stage_section(params: dict[str, Any], stage: str, profile: str | None) -> dict[str, Any]:

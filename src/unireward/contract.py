@@ -182,7 +182,7 @@ def _instruction(task: Task, mode: Mode, prompt: str, responses: Sequence[str], 
         choices = _quoted_choices(_valid_labels(task, allow_tie=True))
         ask += f" Reply with exactly one of: {choices}."
     # Direct answers: the candidates come last, right before the verdict. Measured
-    # (scripts/probe_direct_caption.py; README, "The saddle is in the comparison"): with the
+    # (experiments/probe_direct_caption.py; README, "The saddle is in the comparison"): with the
     # candidates ~35 tokens before the verdict, the tiny judge (text rope theta 10) stayed at
     # chance on image understanding even with the scene's caption in the prompt; with them
     # last it learned the comparison (0.72 / 0.68 captioned in 2,000 steps).

@@ -25,7 +25,7 @@ Three styles (`STYLES`):
 - `observation`: perception_first's observations only, then the verdict, with no scores ("I see
   a red circle. Answer 1 says a red circle. Answer 2 says a blue circle." then the answer; for
   generation, what each item shows and what the caption asks for). The ~40-token target of
-  `scripts/probe_cot_iu.py`, which took the tiny judge *from the base* to 0.735 / 0.665 CoT
+  `experiments/probe_cot_iu.py`, which took the tiny judge *from the base* to 0.735 / 0.665 CoT
   accuracy on image understanding (cold_start `init: base`, profile `full`).
 - `scores`: the earlier verdict-numbers-first text ("semantic accuracy 0/3 (says X, it is Y)");
   kept because the shipped base's tokenizer corpus was built from it (model/pretrain_base.py).

@@ -8,7 +8,7 @@ trained for, not hoped for.
 The caption curriculum (`caption_curriculum`) first shows the judge, in words, what each visual
 item shows (`judge.examples.scene_hint`), so it learns the comparison on text it can read, then
 anneals the words away so the same comparison has to be made on the image. Measured on image
-understanding (scripts/probe_direct_caption.py; README, "The saddle is in the comparison"):
+understanding (experiments/probe_direct_caption.py; README, "The saddle is in the comparison"):
 without it the direct judge stayed at 0.60 / 0.56 (seen / unseen) after 2,500 steps, with it
 0.72 / 0.64 after 3,000 and 0.89 / 0.77 after 11,000. Mixing task-modes adds their step counts:
 the full profile's eight stay at chance after 8,000 steps (README, judge section).

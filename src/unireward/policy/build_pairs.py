@@ -13,7 +13,7 @@ sifting**), chosen = best-scored winner, rejected = worst-scored loser, the prom
 chosen <= rejected. A tie or an unparseable verdict never picks a side: the pair is left out and
 counted. `cot: true` asks the pairs in chain-of-thought mode (a UnifiedReward-Think judge);
 `point_sift: false` asks no pointwise scores and ranks by pair wins instead (`pairs.win_counts`),
-for a judge trained pairwise only (profile `cot_judge` sets both).
+for a judge trained pairwise only (profile `cot_judge` in experiments/params.yaml sets both).
 
 The judge (`judge:` in params, `judges.py`): `served` = the trained judge behind vLLM through
 `RewardClient` (this stage launches `serve.run` on the given checkpoint unless `--judge-url`

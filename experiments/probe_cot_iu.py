@@ -12,7 +12,7 @@ so the model first writes what it perceives, then copies the two answers, then d
 reports CoT accuracy (same `is_correct` as evaluate/GRPO) and how often the observation is right,
 per question type, on eval_seen and eval_unseen.
 
-    .venv/bin/python scripts/probe_cot_iu.py VALIDATED_DIR OUTPUT_DIR [STEPS]
+    .venv/bin/python experiments/probe_cot_iu.py VALIDATED_DIR OUTPUT_DIR [STEPS]
 
 Writes OUTPUT_DIR/judge (the trained judge, servable) and OUTPUT_DIR/result.json.
 VALIDATED_DIR is a `validate` stage output (e.g. runs/kfp/<run>/validate/validated of a
@@ -96,7 +96,8 @@ def main(root: Path, out: Path, steps: int) -> dict:
     start = time.time()
     train_sft(model, processor, example_stream(make), params, out)
     result: dict = {"train_seconds": round(time.time() - start, 1)}
-    # The trained judge, servable (safetensors only): scripts/policy_with_cot_judge.sh serves it.
+    # The trained judge, servable (safetensors only): experiments/policy_with_cot_judge.sh
+    # serves it.
     save_checkpoint(model, processor, out / "judge", extra={"probe": "cot_iu", "steps": steps})
     for split in ("eval_seen", "eval_unseen"):
         rows = select(split)

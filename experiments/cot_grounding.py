@@ -1,6 +1,6 @@
 """Is a CoT judge's reasoning grounded in its input? Reads `evaluate --cot` predictions.
 
-    python scripts/cot_grounding.py runs/think/eval_think_cot/predictions.parquet \
+    python experiments/cot_grounding.py runs/think/eval_think_cot/predictions.parquet \
         --dataset runs/validate
 
 Per split and task, over pairwise items (the order evaluate presented them in):

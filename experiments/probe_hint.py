@@ -6,12 +6,12 @@ hint, and prints the pairwise accuracy (ties left out) and how often it answers 
 high with the hint and chance without = the comparison is learned on text but not on the image;
 chance with both = not learned at all.
 
-    .venv/bin/python scripts/probe_hint.py CHECKPOINT VALIDATED_DIR [PAIRS_PER_TASK] [SPLIT]
+    .venv/bin/python experiments/probe_hint.py CHECKPOINT VALIDATED_DIR [PAIRS_PER_TASK] [SPLIT]
 
 Measured (the full profile's eight task-modes on the tiny Qwen3-VL base, curriculum 5,000 /
-5,000 steps; README, judge section): at 5,000 steps, with / without the hint, image generation
-0.77 / 0.40, video generation 0.75 / 0.47, image and video understanding 0.50 and 0.53 / 0.27
-and 0.00 (60 pairs per task, ~12 s on one thread).
+5,000 steps; docs/research/judge-learnability.md): at 5,000 steps, with / without the hint,
+image generation 0.77 / 0.40, video generation 0.75 / 0.47, image and video understanding 0.50
+and 0.53 / 0.27 and 0.00 (60 pairs per task, ~12 s on one thread).
 """
 
 from __future__ import annotations

@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # The UnifiedReward-Think chain (rejection_sample -> rs_sft -> grpo) started from the
-# perception-first chain-of-thought judge (scripts/probe_cot_iu.py), with a CoT-mode evaluation
-# of image understanding after each stage (profile cot_judge in params.yaml):
+# perception-first chain-of-thought judge (experiments/probe_cot_iu.py), with a CoT-mode evaluation
+# of image understanding after each stage (profile cot_judge in experiments/params.yaml):
 #
-#   scripts/think_on_cot_judge.sh OUTPUT_DIR JUDGE_DIR VALIDATED_DIR
+#   experiments/think_on_cot_judge.sh OUTPUT_DIR JUDGE_DIR VALIDATED_DIR
 #
 # JUDGE_DIR / VALIDATED_DIR: e.g. the cot_judge/judge and validate directories that
-# scripts/policy_with_cot_judge.sh writes. Needs .venv and .venv-serve (make serve-venv).
-# Measured figures: README "Think stages".
+# experiments/policy_with_cot_judge.sh writes. Needs .venv and .venv-serve (make serve-venv).
+# Measured figures: docs/research/think-stages.md.
 set -euo pipefail
-out=${1:?usage: scripts/think_on_cot_judge.sh OUTPUT_DIR JUDGE_DIR VALIDATED_DIR}
+out=${1:?usage: experiments/think_on_cot_judge.sh OUTPUT_DIR JUDGE_DIR VALIDATED_DIR}
 judge=${2:?judge directory}
 data=${3:?validated dataset directory}
 py=${PYTHON:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MLFLOW_DISABLE_TELEMETRY=true DVC_NO_ANALYTICS=1 \
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-cli() { "$py" -m unireward.cli "$@" --profile cot_judge; }
+cli() { "$py" -m unireward.cli "$@" --params experiments/params.yaml --profile cot_judge; }
 
 cli evaluate --model "$judge" --dataset "$data" --name cot_judge --output-dir "$out/eval_judge"
 cli rejection_sample --judge "$judge" --dataset "$data" --output-dir "$out/rejection_sample"

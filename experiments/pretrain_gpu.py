@@ -5,7 +5,7 @@ these changes: device cuda, a larger batch, DataLoader workers rendering the sha
 parallel, and `max_steps` sized from a short calibration run so the cosine schedule ends inside
 `--budget-s`. How the shipped checkpoint was made is recorded in its `unireward.json`.
 
-    python scripts/pretrain_gpu.py --budget-s 420 --batch-size 128 --output-dir $OUT/base-tiny
+    python experiments/pretrain_gpu.py --budget-s 420 --batch-size 128 --output-dir $OUT/base-tiny
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
     shutil.rmtree(args.output_dir / "checkpoints", ignore_errors=True)
     info = json.loads((args.output_dir / "unireward.json").read_text())
     info["made_by"] = {
-        "command": "python scripts/pretrain_gpu.py "
+        "command": "python experiments/pretrain_gpu.py "
         + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output_dir"
         ),

@@ -13,7 +13,7 @@ base. The prompt's question is prefixed with the scene's ground-truth caption
 After each phase: direct exact accuracy on eval_seen and eval_unseen, with the caption and
 without it, and swap consistency without it.
 
-    .venv/bin/python scripts/probe_direct_caption.py VALIDATED_DIR OUTPUT_DIR \
+    .venv/bin/python experiments/probe_direct_caption.py VALIDATED_DIR OUTPUT_DIR \
         STEPS_A STEPS_B STEPS_C [BASE_DIR]
 
 BASE_DIR defaults to the shipped base, models/base-tiny (or a checkpoint of an earlier run, to

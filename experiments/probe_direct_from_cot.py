@@ -1,11 +1,11 @@
 """Probe: does a direct answer become learnable once the model has learned perception-first CoT?
 
-Starts from a checkpoint of the CoT probe (scripts/probe_cot_iu.py), trains a mix of direct
+Starts from a checkpoint of the CoT probe (experiments/probe_cot_iu.py), trains a mix of direct
 targets (fraction DIRECT_FRAC) and the same CoT targets on image-understanding pairwise, and
 reports direct exact accuracy and CoT accuracy on eval_seen before and after.
 
-    .venv/bin/python scripts/probe_direct_from_cot.py VALIDATED_DIR OUTPUT_DIR STEPS DIRECT_FRAC \
-        COT_CHECKPOINT
+    .venv/bin/python experiments/probe_direct_from_cot.py VALIDATED_DIR OUTPUT_DIR STEPS \
+        DIRECT_FRAC COT_CHECKPOINT
 
 Measured (COT_CHECKPOINT = the probe's checkpoint-2500, 1,000 steps, DIRECT_FRAC 0.5, batch 16,
 lr 1e-3, 1 thread, 414 s of training): direct 0.00 -> 0.475 (chance), CoT 0.735 -> 0.68. The
