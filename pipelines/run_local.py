@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # Before anything spawns a component: they inherit this environment. Nothing may phone home.
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -224,6 +226,48 @@ def describe(run: LocalRun) -> str:
     )
 
 
+def _commit() -> str:
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    head = git("rev-parse", "--short=7", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def summary(run: LocalRun, profile: str) -> dict[str, Any]:
+    """What pipelines.results renders: the run's own metrics files, its gate decision, time."""
+    import datetime
+
+    from pipelines.results import summary_keys
+
+    return {
+        "profile": profile,
+        "commit": _commit(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPU cores",
+        "wall_s": round(run.seconds, 1),
+        **{
+            name: summary_keys(getattr(run, f"{name}_metrics"))
+            for name in ("base", "judge", "think", "rs", "grpo")
+        },
+        "ablation_md": run.ablation_table,
+        "registration": {**run.registration, "aliases": run.aliases},
+        "pair_stats": run.pair_stats,
+        "policy": run.policy_metrics,
+        "policy_registration": run.policy_registration,
+    }
+
+
+def write_summary(run: LocalRun, profile: str, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{profile}.json"
+    path.write_text(json.dumps(summary(run, profile), indent=1, sort_keys=True) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="quick")
@@ -235,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     print(describe(run))
+    path = write_summary(run, args.profile, ROOT / "runs" / "results")
+    print(f"summary: {path} (`python -m pipelines.results` records it in docs/results.md)")
 
 
 if __name__ == "__main__":

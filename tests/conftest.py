@@ -134,3 +134,17 @@ def grpo_cli_inputs(format_judge: Path, easy_samples: Path, shapes_dataset: Path
         *("--samples", str(easy_samples)),
         *("--dataset", str(shapes_dataset)),
     ]
+
+
+@pytest.fixture(scope="session")
+def oracle_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """build_pairs with the shapes oracle on the shipped policy (tests/test_build_pairs.py checks
+    its rows; tests/test_dpo.py trains on them)."""
+    from unireward.policy.build_pairs import BuildPairsConfig, run
+
+    policy = Path(__file__).resolve().parents[1] / "models" / "policy-tiny"
+    out = tmp_path_factory.mktemp("pairs")
+    cfg = BuildPairsConfig(judge="oracle", prompts=24, samples=6, tracking_uri="null")
+    result = run(cfg, policy, out)
+    assert result.kept >= 4, result.stats  # the shipped policy's samples disagree often
+    return out

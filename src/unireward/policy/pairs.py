@@ -18,7 +18,7 @@ chosen score <= rejected score.
     >>> select_pair({(0, 1): 2}, [90.0, 10.0]).status      # ranking and sifting disagree
     'chosen_not_better'
 
-Tests: tests/test_policy.py.
+Tests: tests/test_build_pairs.py.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ was pretrained on: `Image:` <image> question (the question *after* the image; as
 the shipped base answers 0.00, README). `train` and `eval_seen` draw seen (colour, shape)
 combinations from different seed streams; `eval_unseen` the held-out ones (`UNSEEN_COMBOS`).
 
-Everything here is pure: no model, no I/O. Tests: tests/test_policy.py.
+Everything here is pure: no model, no I/O. Tests: tests/test_evaluate_policy.py.
 """
 
 from __future__ import annotations

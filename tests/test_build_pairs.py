@@ -1,36 +1,25 @@
-"""Policy alignment (stages 11-13): questions and accuracy, pair selection, the shapes oracle,
-`build_pairs` with the oracle on the shipped policy, `dpo` killed and resumed as a real process,
-`evaluate_policy`. The served judge (vLLM) path: tests/test_build_pairs_served.py (slow).
+"""build_pairs (stage 11): pair selection, pair ranking, the shapes oracle, `build_pairs` with
+the oracle on the shipped policy, the pair validation suite. The served judge (vLLM) path:
+tests/test_build_pairs_served.py (slow).
 
-    .venv/bin/pytest tests/test_policy.py -q
+    .venv/bin/pytest tests/test_build_pairs.py -q
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from loopback import sigkill_at_checkpoint
 from unireward.policy import pairs as P
 from unireward.policy.questions import (
-    ATTRIBUTES,
-    accuracy,
     image_key,
-    is_correct,
     make_questions,
-    normalise_answer,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "models" / "policy-tiny"
-
-# --------------------------------------------------------------------------- pure functions
 
 
 @pytest.mark.parametrize(
@@ -80,46 +69,6 @@ def test_distinct_and_pair_up() -> None:
     assert P.pair_up(4) == [(0, 1), (2, 3)] and P.pair_up(5) == [(0, 1), (2, 3), (4, 0)]
 
 
-def test_questions_are_deterministic_and_split_by_combination() -> None:
-    from unireward.data.shapes import SEEN_COMBOS, UNSEEN_COMBOS
-
-    a, b = make_questions(3, 9, "train"), make_questions(3, 12, "train")
-    assert [q.answer for q in a] == [q.answer for q in b[:9]]  # question i independent of n
-    assert [q.attribute for q in a[:3]] == list(ATTRIBUTES)
-    seen = {(q.scene.colour, q.scene.shape) for q in make_questions(1, 60, "eval_seen")}
-    unseen = {(q.scene.colour, q.scene.shape) for q in make_questions(1, 60, "eval_unseen")}
-    assert seen <= set(SEEN_COMBOS) and unseen <= set(UNSEEN_COMBOS)
-    assert make_questions(1, 3, "eval_seen")[0].answer != "" and a[0].qid != b[1].qid
-    with pytest.raises(ValueError, match="unknown policy split"):
-        make_questions(0, 1, "test")
-
-
-def test_accuracy_per_attribute() -> None:
-    qs = make_questions(0, 6, "eval_seen")
-    answers = [q.answer.upper() + "." for q in qs]  # case and a trailing period do not matter
-    answers[1] = "nonsense"  # one shape answer wrong
-    acc = accuracy(answers, qs)
-    assert acc["colour"] == 1.0 and acc["shape"] == 0.5 and acc["position"] == 1.0
-    assert acc["mean"] == pytest.approx(2.5 / 3) and acc["all"] == pytest.approx(5 / 6)
-    assert normalise_answer("  Top  Left. ") == "top left" and not is_correct("red", "green")
-    with pytest.raises(ValueError, match="answers for"):
-        accuracy(answers[:2], qs)
-
-
-def test_confused_policy_training_rows() -> None:
-    from unireward.policy.policy_sft import PolicySftConfig, confused, training_row
-
-    assert confused("position", "top left") == "top right" and confused("shape", "cross") is None
-    cfg = PolicySftConfig(confusion_rate=1.0)
-    rows = [training_row(i, cfg) for i in range(30)]
-    assert training_row(7, cfg)["completion"] == rows[7]["completion"]  # a pure function of i
-    answers = {r["completion"][0]["content"][0]["text"] for r in rows}
-    assert "red" not in answers and "circle" not in answers  # always confused at rate 1
-
-
-# --------------------------------------------------------------------------- the oracle
-
-
 def test_oracle_judges_against_ground_truth_and_never_guesses() -> None:
     from unireward.policy.judges import ShapesOracle
     from unireward.serving.client import PairQuery, ScoreQuery
@@ -142,20 +91,6 @@ def test_oracle_judges_against_ground_truth_and_never_guesses() -> None:
     assert (right.score.score, wrong.score.score) == (100.0, 0.0)
     with pytest.raises(KeyError, match="no ground truth"):
         oracle.score([ScoreQuery(t, other.question, other.image, "red")])
-
-
-# --------------------------------------------------------------------------- build_pairs
-
-
-@pytest.fixture(scope="module")
-def oracle_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from unireward.policy.build_pairs import BuildPairsConfig, run
-
-    out = tmp_path_factory.mktemp("pairs")
-    cfg = BuildPairsConfig(judge="oracle", prompts=24, samples=6, tracking_uri="null")
-    result = run(cfg, POLICY, out)
-    assert result.kept >= 4, result.stats  # the shipped policy's samples disagree often
-    return out
 
 
 def test_build_pairs_with_the_oracle_writes_valid_trl_rows(oracle_pairs: Path) -> None:
@@ -215,91 +150,3 @@ def test_pair_validation_quarantines_bad_rows() -> None:
     kept, bad = validate_rows([good, same, flat])
     assert kept == [0]
     assert bad == {1: "chosen_equals_rejected", 2: "chosen_score_not_above_rejected"}
-
-
-# --------------------------------------------------------------------------- dpo
-
-
-def _dpo_cmd(params: Path, pairs: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "unireward.cli",
-        "dpo",
-        "--params",
-        str(params),
-        "--policy",
-        str(POLICY),
-        "--pairs",
-        str(pairs),
-        "--output-dir",
-        str(out),
-    ]
-
-
-def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path: Path) -> None:
-    from safetensors.torch import load_file
-
-    params = tmp_path / "params.yaml"
-    train = {
-        "max_steps": 8,
-        "batch_size": 2,
-        "save_steps": 2,
-        "logging_steps": 1,
-        "learning_rate": 1e-3,
-    }
-    params.write_text(
-        yaml.safe_dump({"dpo": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}})
-    )
-    out = tmp_path / "dpo"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    killed_at = sigkill_at_checkpoint(_dpo_cmd(params, oracle_pairs, out), out, 4, env)
-    assert killed_at < 8 and not (out / "dpo.json").exists()
-    done = subprocess.run(
-        _dpo_cmd(params, oracle_pairs, out), env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    record = json.loads((out / "dpo.json").read_text())
-    assert record["trained"] and record["global_step"] == 8
-    assert record["resumed_from"].endswith(f"checkpoint-{killed_at}")
-    # the history restored from the checkpoint, continued: every step logged exactly once
-    steps = [h["step"] for h in record["log_history"] if "loss" in h]
-    assert steps == list(range(1, 9))
-    before, after = load_file(POLICY / "model.safetensors"), load_file(out / "model.safetensors")
-    assert any((before[k] != after[k]).any() for k in before)  # DPO moved the policy
-
-
-def test_dpo_without_pairs_fails_or_passes_the_policy_on(tmp_path: Path) -> None:
-    from unireward.policy import dpo
-    from unireward.policy.build_pairs import write_rows
-
-    empty = tmp_path / "pairs"
-    empty.mkdir()
-    write_rows([], empty / "pairs.parquet")
-    with pytest.raises(ValueError, match="no preference pairs"):
-        dpo.run(dpo.DpoConfig(tracking_uri="null"), POLICY, empty, tmp_path / "a")
-    result = dpo.run(
-        dpo.DpoConfig(tracking_uri="null", allow_empty=True), POLICY, empty, tmp_path / "b"
-    )
-    assert (
-        not result.trained
-        and json.loads((tmp_path / "b" / "dpo.json").read_text())["reason"] == "no preference pairs"
-    )
-    assert (tmp_path / "b" / "model.safetensors").read_bytes() == (
-        POLICY / "model.safetensors"
-    ).read_bytes()
-
-
-# --------------------------------------------------------------------------- evaluate_policy
-
-
-def test_evaluate_policy_of_the_same_model_has_zero_delta(tmp_path: Path) -> None:
-    from unireward.policy.evaluate_policy import EvaluatePolicyConfig, format_table, run
-
-    cfg = EvaluatePolicyConfig(questions_per_split=9, tracking_uri="null")
-    result = run(cfg, POLICY, POLICY, tmp_path)
-    m = result.metrics
-    assert m["delta/eval_seen/mean"] == 0.0 and m["delta/eval_unseen/mean"] == 0.0
-    assert 0 <= m["before/eval_seen/shape"] <= 1
-    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(m)
-    assert "eval_unseen  position" in format_table(m)

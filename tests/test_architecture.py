@@ -1,0 +1,53 @@
+"""docs/architecture.md's stage table is the tree: one name per stage across its module, CLI
+subcommand, Kubeflow component, DVC stage, params section and test file.
+
+    .venv/bin/pytest tests/test_architecture.py -q
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from unireward.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "architecture.md"
+
+
+def _rows() -> list[list[str]]:
+    text = DOC.read_text()
+    table = text.split("<!-- stage-table:begin -->")[1].split("<!-- stage-table:end -->")[0]
+    lines = [line for line in table.strip().splitlines() if line.startswith("| `")]
+    return [[cell.strip().strip("`") for cell in line.strip("|").split("|")] for line in lines]
+
+
+def test_the_stage_table_names_every_stage_once_and_each_name_is_real() -> None:
+    from unireward.cli import app
+
+    commands = {c.name for c in app.registered_commands}
+    dvc_stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    sections = set(load_params(ROOT / "params.yaml")) - {"profiles", "deploy"}
+    rows = _rows()
+    assert len(rows) >= 16
+    covered: set[str] = set()
+    for stage, module, cli, component, dvc, params, test in rows:
+        assert importlib.util.find_spec(module) is not None, module
+        assert module.rsplit(".", 1)[1] == stage, (stage, module)
+        assert cli == "–" or (cli == f"unireward {stage}" and stage in commands), (stage, cli)
+        if component != "–":
+            assert component == f"components/{stage}.py", (stage, component)
+            tree = ast.parse((ROOT / component).read_text())
+            assert stage in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+        assert dvc == "–" or (dvc == stage and stage in dvc_stages), (stage, dvc)
+        names = [n.strip() for n in params.replace("`", "").split(",")]
+        assert names[0] == stage and set(names) <= sections, (stage, params)
+        covered |= set(names)
+        assert test == f"tests/test_{stage}.py" and (ROOT / test).is_file(), (stage, test)
+    assert covered == sections, f"params sections not in the table: {sections - covered}"
+    assert dvc_stages <= {r[0] for r in rows}, "a DVC stage missing from the table"
+    stage_commands = commands - {"report"}  # report prints a comparison; it is no stage
+    assert stage_commands == {r[0] for r in rows if r[2] != "–"}
