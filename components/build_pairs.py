@@ -10,7 +10,7 @@ the policy (transformers), so it runs in the training image.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -21,20 +21,47 @@ def build_pairs(
     serve_config: dict,
     policy: Input[Model],
     judge: Input[Model],
+    think_judge: Input[Model],
+    rs_judge: Input[Model],
+    grpo_judge: Input[Model],
+    judge_evaluation: Input[Artifact],
+    think_evaluation: Input[Artifact],
+    rs_evaluation: Input[Artifact],
+    grpo_evaluation: Input[Artifact],
     pairs: Output[Dataset],
     metrics: Output[Metrics],
 ):
     """`pairs` is a directory: pairs.parquet (TRL preference rows), quarantine.parquet,
-    stats.json; `metrics` carries the pair statistics."""
+    stats.json, judge_choice.json (which of the four judges built them, and why:
+    `judge_from`); `metrics` carries the pair statistics."""
+    import json
     from pathlib import Path
 
     from unireward.config import from_dict
     from unireward.policy import build_pairs as stage
+    from unireward.policy import judge_choice
     from unireward.serving.serve import ServeConfig
 
     cfg = from_dict(stage.BuildPairsConfig, config, where="build_pairs")
     serve_cfg = from_dict(ServeConfig, serve_config, where="serve")
-    result = stage.run(cfg, Path(policy.path), Path(pairs.path), Path(judge.path), serve_cfg)
+    judges = {"unified": judge, "think": think_judge, "rs": rs_judge, "grpo": grpo_judge}
+    evaluations = judge_choice.read_evaluations(
+        {
+            "unified": Path(judge_evaluation.path),
+            "think": Path(think_evaluation.path),
+            "rs": Path(rs_evaluation.path),
+            "grpo": Path(grpo_evaluation.path),
+        }
+    )
+    choice = judge_choice.choose(evaluations, cfg.judge_from, cfg.judge_metric)
+    cfg = judge_choice.configure(cfg, choice["judge"])
+    out = Path(pairs.path)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "judge_choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+    chosen = Path(judges[choice["judge"]].path)
+    result = stage.run(
+        cfg, Path(policy.path), out, chosen, serve_cfg, tags={"judge_from": choice["judge"]}
+    )
     for key, value in sorted(result.stats.items()):
         metrics.log_metric(key, float(value))
-    pairs.metadata.update({"kept": result.kept, "judge": cfg.judge})
+    pairs.metadata.update({"kept": result.kept, "judge": cfg.judge, "judge_from": choice["judge"]})

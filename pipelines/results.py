@@ -86,7 +86,8 @@ def headline(run: Mapping[str, Any]) -> str:
         "",
         f"- gate: judge version {reg['version']}, aliases {aliases} "
         f"(promoted: {str(reg['promoted']).lower()})",
-        f"- build_pairs: {stats.get('kept')} pairs kept of {stats.get('prompts')} prompts "
+        f"- build_pairs with the {stats.get('judge_from', 'unified')} judge: "
+        f"{stats.get('kept')} pairs kept of {stats.get('prompts')} prompts "
         f"(swap disagreements {stats.get('swap_disagreements')})",
         "- policy before → after DPO, mean exact match: seen "
         f"{_num(policy.get('before/eval_seen/mean'))} → {_num(policy.get('after/eval_seen/mean'))}"

@@ -159,12 +159,19 @@ def run_pipeline(
         ablation_table=(Path(task.outputs["ablation"].path) / "ablation.md").read_text(),
         registration=registration,
         aliases=_aliases(uri, registration["model_name"], registration["version"]),
-        pair_stats=json.loads((Path(task.outputs["pairs"].path) / "stats.json").read_text()),
+        pair_stats=_pair_stats(Path(task.outputs["pairs"].path)),
         policy_metrics=_metrics(task.outputs["policy_evaluation"].path),
         policy_registration=policy_registration,
         seconds=seconds,
         pipeline_root=pipeline_root,
     )
+
+
+def _pair_stats(pairs_dir: Path) -> dict[str, Any]:
+    """build_pairs' stats.json with the judge it chose (judge_choice.json)."""
+    stats = json.loads((pairs_dir / "stats.json").read_text())
+    choice = json.loads((pairs_dir / "judge_choice.json").read_text())
+    return {**stats, "judge_from": choice["judge"], "judge_choice": choice["reason"]}
 
 
 def _format_valid(metrics: dict[str, float]) -> str:
@@ -183,7 +190,8 @@ def _pairs_line(stats: dict[str, Any]) -> str:
         "swap_disagreements",
     )
     return (
-        f"build_pairs (judge: {stats.get('judge')}, {stats.get('prompts')} prompts): "
+        f"build_pairs (judge: {stats.get('judge')} {stats.get('judge_from')}, "
+        f"{stats.get('judge_choice')}; {stats.get('prompts')} prompts): "
         + ", ".join(f"{k} {stats.get(k)}" for k in keys)
     )
 

@@ -226,16 +226,24 @@ def build_pipeline(deploy: DeployConfig):
             tags={"pipeline": PIPELINE_NAME},
         ).set_display_name("register")
 
-        # Policy alignment: the registered judge builds preference pairs, DPO, evaluation, and
+        # Policy alignment: the best judge builds preference pairs, DPO, evaluation, and
         # the policy's own registration (register's component with register_policy's config).
         policy = dsl.importer(
             artifact_uri=policy_model_uri, artifact_class=dsl.Model, reimport=False
         ).set_display_name("policy_model")
+        # The pairs come from the best of the DAG's four judges (build_pairs.judge_from).
         pairs = build_pairs(
             config=build_pairs_config,
             serve_config=serve_config,
             policy=policy.output,
             judge=judge,
+            think_judge=think.outputs["think_judge"],
+            rs_judge=rs.outputs["rs_judge"],
+            grpo_judge=rl.outputs["think_judge"],
+            judge_evaluation=eval_judge.outputs["evaluation"],
+            think_evaluation=eval_think.outputs["evaluation"],
+            rs_evaluation=eval_rs.outputs["evaluation"],
+            grpo_evaluation=eval_grpo.outputs["evaluation"],
         ).set_display_name("build_pairs")
         pairs.after(registered)
         aligned = dpo(

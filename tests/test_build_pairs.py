@@ -150,3 +150,42 @@ def test_pair_validation_quarantines_bad_rows() -> None:
     kept, bad = validate_rows([good, same, flat])
     assert kept == [0]
     assert bad == {1: "chosen_equals_rejected", 2: "chosen_score_not_above_rejected"}
+
+
+# --------------------------------------------------------------------------- judge_from
+
+
+def test_the_best_judge_builds_the_pairs_and_a_think_judge_asks_in_cot() -> None:
+    from unireward.policy.build_pairs import BuildPairsConfig
+    from unireward.policy.judge_choice import choose, configure
+
+    metric = "image_understanding/pairwise_diff"
+    evals = {
+        "unified": {metric: 0.48},
+        "think": {metric: 0.71},
+        "rs": {metric: float("nan")},  # not measured: never chosen
+        "grpo": {metric: 0.69},
+    }
+    choice = choose(evals, "best", metric)
+    assert choice["judge"] == "think" and "0.710" in choice["reason"]
+    assert set(choice["scores"]) == {"unified", "think", "grpo"}
+    cfg = configure(BuildPairsConfig(), "think")
+    assert cfg.cot and not cfg.point_sift  # CoT pairs ranked by pair wins
+    assert configure(BuildPairsConfig(), "unified") == BuildPairsConfig()
+    # a tie goes to the earlier judge in the DAG (the direct one: cheaper to serve)
+    assert choose({"unified": {metric: 0.7}, "grpo": {metric: 0.7}}, "best", metric)["judge"] == (
+        "unified"
+    )
+    assert choose(evals, "grpo", metric)["judge"] == "grpo"  # named in params
+
+
+def test_a_judge_choice_that_cannot_be_made_is_a_clear_error() -> None:
+    from unireward.policy.build_pairs import BuildPairsConfig
+    from unireward.policy.judge_choice import choose
+
+    with pytest.raises(ValueError, match="no evaluation has 'video/x'"):
+        choose({"unified": {"a": 1.0}}, "best", "video/x")
+    with pytest.raises(ValueError, match="'rs' has no evaluation"):
+        choose({"unified": {"a": 1.0}}, "rs", "a")
+    with pytest.raises(ValueError, match="judge_from must be one of"):
+        BuildPairsConfig(judge_from="biggest")

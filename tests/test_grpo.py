@@ -65,6 +65,20 @@ def test_rows_carry_the_cot_prompt_images_and_exact_solution(shapes_dataset: Pat
         assert "<think>" in parts[-1]["text"] and row["solution"] == record.label
 
 
+def test_a_reasoning_check_adds_the_reward_columns(shapes_dataset: Path) -> None:
+    from unireward.data.teacher import observations
+
+    records = _pairs(shapes_dataset)[:2]
+    assert all("check" not in row for row in grpo_rows(records, shapes_dataset))
+    rows = grpo_rows(records, shapes_dataset, check="observation")
+    for row, record in zip(rows, records, strict=True):
+        assert row["check"] == "observation"
+        assert row["observations"] == list(observations(record))
+    assert {row["check"] for row in grpo_rows(records, shapes_dataset, check="scores")} == {
+        "scores"
+    }
+
+
 def test_swap_augment_adds_each_pair_in_the_other_order(shapes_dataset: Path) -> None:
     records = _pairs(shapes_dataset)[:2]
     plain, both = grpo_rows(records, shapes_dataset), grpo_rows(records, shapes_dataset, True)

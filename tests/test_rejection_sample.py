@@ -185,3 +185,39 @@ def test_vllm_backend_samples_k_per_item_like_the_transformers_one(
     assert len({r["text"] for r in rows[:3]}) > 1
     missed = [i for i in ("0", "1") if not any(r["correct"] for r in rows[int(i) * 3 :][:3])]
     assert result.hard == len(missed) and (tmp_path / "vllm.log").exists()
+
+
+def test_the_reasoning_check_keeps_only_samples_whose_observation_is_right() -> None:
+    """check: observation (issue 19 item 5): a right verdict after a wrong observation is not
+    kept, and an item right only by such luck is hard; the verdict-only count is reported."""
+    import tempfile
+
+    import numpy as np
+
+    from unireward.data import shapes, teacher
+
+    records = shapes.generate(
+        shapes.ShapesConfig(train_per_task_mode=6, eval_per_task_mode=1, frames=4),
+        Path(tempfile.mkdtemp()),
+    )
+    record = next(
+        r
+        for r in records
+        if r.task == "image_understanding" and r.mode == "pairwise" and r.label is not None
+    )
+    grounded = teacher.teacher_cot(record, np.random.default_rng(0), 0.0)
+    lucky = grounded.replace(f"I see {record.meta_dict['correct_answer']}.", "I see nothing.")
+    for check, kept, hard in (
+        ("verdict", [grounded, lucky], False),
+        ("observation", [grounded], False),
+    ):
+        split = split_samples(
+            [record], [[grounded, lucky, lucky]], _config(check=check, keep_per_item=2)
+        )
+        assert [r.cot for r in split.correct] == kept
+        assert bool(split.hard) == hard
+        assert [row["verdict_correct"] for row in split.rows] == [True] * 3
+    split = split_samples([record], [[lucky] * 3], _config(check="observation"))
+    assert not split.correct and [r.id for r in split.hard] == [record.id]
+    with pytest.raises(ValueError, match="check must be one of"):
+        _config(check="vibes")

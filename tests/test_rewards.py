@@ -122,3 +122,88 @@ def test_full_reward_implies_parser_agrees(completion: str, solution: str, fmt: 
         task = Task.IMAGE_UNDERSTANDING if solution == ANS1 else Task.IMAGE_GENERATION
         expected = PAIR_ANSWERS[task].index(solution) + 1
         assert parse_pairwise(completion, task, cot=True).preferred == expected
+
+
+# --------------------------------------------------------------------------- reasoning checks
+
+
+def _shapes_pairs():
+    """One labelled shapes-world pair per task, with its teacher CoT (right) and the same CoT
+    with the items' observations swapped (a lucky right verdict on a wrong observation)."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from unireward.data import shapes, teacher
+    from unireward.judge.examples import swap_record
+
+    config = shapes.ShapesConfig(train_per_task_mode=6, eval_per_task_mode=1, frames=4)
+    records = shapes.generate(config, Path(tempfile.mkdtemp()))
+    out = {}
+    for r in records:
+        if r.mode == "pairwise" and r.meta_dict.get("better") is not None and r.task not in out:
+            text = teacher.teacher_cot(r, np.random.default_rng(0), 0.0)
+            out[r.task] = (r, text, swap_record(r))
+    return out
+
+
+def test_reasoning_checks_tell_grounded_cots_from_lucky_verdicts() -> None:
+    from unireward.data.teacher import evidence
+    from unireward.rewards import reasoning_ok
+
+    pairs = _shapes_pairs()
+    assert len(pairs) == 4
+    for task, (record, text, swapped) in pairs.items():
+        seen = evidence(record, "observation")
+        assert reasoning_ok(text, record.label, "verdict")
+        assert reasoning_ok(text, record.label, "observation", seen), task
+        assert reasoning_ok(text, record.label, "scores"), task
+        # the same CoT about the pair shown the other way round: its observations and item
+        # totals now describe the wrong items, whatever its answer says
+        mirrored = evidence(swapped, "observation")
+        if task.endswith("generation"):
+            assert not reasoning_ok(text, record.label, "observation", mirrored), task
+        assert not reasoning_ok(text, swapped.label, "scores"), task
+    # no per-item totals, no observation, or equal totals: not backed
+    plain = "<think>I like it.</think><answer>Image 1 is better</answer>"
+    assert not reasoning_ok(plain, "Image 1 is better", "scores")
+    assert not reasoning_ok(plain, "Image 1 is better", "observation", ("Image 1: I see x.",))
+    even = "<think>Image 1: total 5. Image 2: total 5.</think><answer>Image 1 is better</answer>"
+    assert not reasoning_ok(even, "Image 1 is better", "scores")
+
+
+def test_the_accuracy_reward_applies_the_check_columns() -> None:
+    record, text, _ = _shapes_pairs()["image_understanding"]
+    from unireward.data.teacher import evidence
+
+    lucky = text.replace(f"I see {record.meta_dict['correct_answer']}.", "I see nothing.")
+    both = [text, lucky]
+    assert accuracy_reward(both, solution=[record.label] * 2) == [1.0, 1.0]  # as published
+    grounded = accuracy_reward(
+        both,
+        solution=[record.label] * 2,
+        check=["observation"] * 2,
+        observations=[evidence(record, "observation")] * 2,
+    )
+    assert grounded == [1.0, 0.0]
+
+
+def test_a_check_without_what_it_needs_is_a_clear_error() -> None:
+    from unireward.data.schema import Record
+    from unireward.data.teacher import evidence
+    from unireward.rewards import reasoning_ok
+
+    real = Record(
+        id="r1",
+        task="image_generation",
+        mode="pairwise",
+        prompt="a cat",
+        media=[["a.png"], ["b.png"]],
+        label="Image 1 is better",
+    )
+    with pytest.raises(ValueError, match="use check: scores"):
+        evidence(real, "observation")
+    assert evidence(real, "scores") == ()
+    with pytest.raises(ValueError, match="check must be one of"):
+        reasoning_ok("x", "Image 1 is better", "vibes")

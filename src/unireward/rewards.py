@@ -20,10 +20,20 @@ Tests: tests/test_rewards.py.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from unireward.contract import split_cot
 from unireward.tasks import ANSWER_CLOSE, ANSWER_OPEN, PAIR_ANSWERS, TIE_ANSWERS
+
+# What a right verdict must also have for rejection sampling's filter and GRPO's accuracy
+# reward (`check`): "verdict" = the answer only (the paper); "observation" = the <think>
+# states what the items show (shapes-world ground truth: data.teacher.observations);
+# "scores" = the per-item totals in the <think> agree with the verdict (any data).
+CHECKS = ("verdict", "observation", "scores")
+_ITEM = re.compile(r"\b(?:Image|Video|Answer) ([12]):")
+_TOTAL = re.compile(r"\btotal (\d+(?:\.\d+)?)")
 
 _SOLUTIONS = frozenset(
     [*(s for pair in PAIR_ANSWERS.values() for s in pair), *TIE_ANSWERS.values()]
@@ -77,6 +87,46 @@ def is_correct(completion_text: str, solution: str) -> bool:
     return _answer_content(completion_text) == solution
 
 
+def item_totals(think: str) -> dict[int, float]:
+    """{item: total} from a CoT's per-item scores ("Image 1: ..., total 6. Image 2: ...,
+    total 7."): the last total written in each item's segments."""
+    parts = _ITEM.split(think)
+    totals: dict[int, float] = {}
+    for number, segment in zip(parts[1::2], parts[2::2], strict=True):
+        found = _TOTAL.findall(segment)
+        if found:
+            totals[int(number)] = float(found[-1])
+    return totals
+
+
+def reasoning_ok(text: str, solution: str, check: str, observations: Sequence[str] = ()) -> bool:
+    """The <think> backs the verdict `solution`, by `check` (CHECKS). "verdict" is always
+    True; "observation" needs every sentence of `observations` in the <think>; "scores" needs
+    two different per-item totals, the higher for the item `solution` prefers."""
+    if check not in CHECKS:
+        raise ValueError(f"check must be one of {CHECKS}, got {check!r}")
+    if check == "verdict":
+        return True
+    parts = split_cot(text)
+    if parts is None:
+        return False
+    think = parts[0]
+    if check == "observation":
+        if not observations:
+            raise ValueError(
+                "check: observation needs the item's ground-truth observations "
+                "(shapes-world data); use check: scores for data without them"
+            )
+        return all(sentence in think for sentence in observations)
+    totals = item_totals(think)
+    if set(totals) != {1, 2} or totals[1] == totals[2]:
+        return False
+    preferred = [pair.index(solution) + 1 for pair in PAIR_ANSWERS.values() if solution in pair]
+    if not preferred:
+        raise ValueError(f"check: scores needs a pairwise verdict, got {solution!r}")
+    return (totals[1] > totals[2]) == (preferred[0] == 1)
+
+
 def format_reward(completions: list, **kwargs: Any) -> list[float]:
     """1.0 per completion that is exactly <think>..</think> then <answer>..</answer>, else 0.0.
 
@@ -87,15 +137,26 @@ def format_reward(completions: list, **kwargs: Any) -> list[float]:
     return [1.0 if split_cot(completion_text(c)) is not None else 0.0 for c in completions]
 
 
-def accuracy_reward(completions: list, solution: list[str], **kwargs: Any) -> list[float]:
+def accuracy_reward(
+    completions: list,
+    solution: list[str],
+    check: list[str] | None = None,
+    observations: list[Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> list[float]:
     """1.0 per completion whose stripped <answer> content equals its solution, else 0.0.
 
     completions: [B], solution: [B] (the dataset column, one exact answer string per row)
-    -> [B] floats. Independent of the <think> block; format_reward scores that.
+    -> [B] floats. With the optional `check` / `observations` columns (grpo.check) a right
+    answer also needs reasoning that backs it (`reasoning_ok`); without them, as published,
+    the <think> block is not looked at (format_reward scores its form).
     """
     if len(completions) != len(solution):
         raise ValueError(f"{len(completions)} completions but {len(solution)} solutions")
-    return [
-        1.0 if is_correct(completion_text(c), s) else 0.0
-        for c, s in zip(completions, solution, strict=True)
-    ]
+    checks = check or ["verdict"] * len(solution)
+    seen = observations or [()] * len(solution)
+    out = []
+    for c, s, k, o in zip(completions, solution, checks, seen, strict=True):
+        text = completion_text(c)
+        out.append(1.0 if is_correct(text, s) and reasoning_ok(text, s, k, o) else 0.0)
+    return out

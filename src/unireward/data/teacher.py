@@ -226,6 +226,36 @@ def teacher_cot(
     return _cot(lines, PAIR_ANSWERS[task][better])
 
 
+def observations(record: Record) -> tuple[str, ...] | None:
+    """The observation sentences a grounded perception-first CoT about this pairwise record (as
+    presented: `meta` follows the candidates' order) must contain: "Image 1: I see <item 1>."
+    and "Image 2: I see <item 2>." for generation, "I see <the right answer>." for
+    understanding. None when the record has no shapes-world ground truth to check against."""
+    task, meta = parse_task(record.task), record.meta_dict
+    if task.is_generation:
+        items = meta.get("items")
+        if not (isinstance(items, list) and len(items) == 2):
+            return None
+        noun = "Video" if task.is_video else "Image"
+        return tuple(f"{noun} {k + 1}: I see {_seen(item)}." for k, item in enumerate(items))
+    answer = meta.get("correct_answer")
+    return None if answer is None else (f"I see {answer}.",)
+
+
+def evidence(record: Record, check: str) -> tuple[str, ...]:
+    """What `rewards.reasoning_ok(..., check, evidence)` needs for this record: its
+    observations for check "observation" (an error when it has no ground truth), else ()."""
+    if check != "observation":
+        return ()
+    found = observations(record)
+    if found is None:
+        raise ValueError(
+            f"record {record.id}: check: observation needs shapes-world ground truth (meta "
+            "`items` or `correct_answer`); use check: scores for other data"
+        )
+    return found
+
+
 def teacher_point_cot(record: Record) -> str:
     """A perception-first CoT score of a pointwise record: `<answer>Final Score: n</answer>`,
     n the record's ground-truth score on the task's scale (read it with contract.parse_pointwise

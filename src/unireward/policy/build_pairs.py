@@ -70,6 +70,12 @@ class BuildPairsConfig:
     # asked; a candidate's score is its number of pairwise wins (pair ranking alone), for a
     # judge trained pairwise only.
     point_sift: bool = True
+    # In the DAG: which judge builds the pairs (policy.judge_choice): "best" = the judge whose
+    # evaluation is highest on judge_metric, or one named: unified | think | rs | grpo. A Think
+    # judge is asked in CoT mode and ranks by pair wins (cot, point_sift set for it). The CLI's
+    # --judge-model names a checkpoint directly.
+    judge_from: str = "best"
+    judge_metric: str = "image_understanding/pairwise_diff"
     seed: int = 0
     image_size: int = 56
     batch_size: int = 64
@@ -85,6 +91,12 @@ class BuildPairsConfig:
         if self.judge_url and not self.judge_url.startswith(("http://", "https://")):
             raise ValueError(
                 f"build_pairs.judge_url must be http(s)://host:port/v1, got {self.judge_url!r}"
+            )
+        from unireward.policy.judge_choice import JUDGE_FROM
+
+        if self.judge_from not in JUDGE_FROM:
+            raise ValueError(
+                f"build_pairs.judge_from must be one of {JUDGE_FROM}, got {self.judge_from!r}"
             )
         if self.prompts < 1 or self.samples < 2:
             raise ValueError("build_pairs.prompts must be >= 1 and samples >= 2 (a pair needs two)")

@@ -40,8 +40,9 @@ from typing import Any
 
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
+from unireward.data.teacher import evidence
 from unireward.judge.unified_sft import expand
-from unireward.rewards import accuracy_reward, format_reward
+from unireward.rewards import CHECKS, accuracy_reward, format_reward
 from unireward.training import (
     TrainParams,
     discard_checkpoints,
@@ -71,6 +72,10 @@ class GrpoConfig:
     # Each hard pair also in the other order (label swapped), so the update cannot reward a
     # positional answer (unified_sft.expand; not in the published recipe).
     swap_augment: bool = False
+    # The accuracy reward's check (rewards.CHECKS; as rejection_sample.check): "verdict" pays
+    # a right answer (published); "observation" / "scores" pay it only with reasoning that
+    # backs it (the dataset then carries `check` and `observations` columns).
+    check: str = "verdict"
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 1
@@ -92,6 +97,8 @@ class GrpoConfig:
                 raise ValueError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
         if self.beta < 0 or self.temperature <= 0 or not 0 < self.learning_rate < 1:
             raise ValueError("grpo needs beta >= 0, temperature > 0, learning_rate in (0, 1)")
+        if self.check not in CHECKS:
+            raise ValueError(f"grpo.check must be one of {CHECKS}, got {self.check!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -112,27 +119,33 @@ class GrpoResult:
 
 
 def grpo_rows(
-    records: list[Record], root: Path, swap_augment: bool = False
+    records: list[Record], root: Path, swap_augment: bool = False, check: str = "verdict"
 ) -> list[dict[str, Any]]:
     """One row per hard item: `prompt` (CoT prompt, image placeholders), `images`, `solution`;
-    with `swap_augment` each item is followed by its twin in the other order."""
+    with `swap_augment` each item is followed by its twin in the other order; with a `check`
+    other than "verdict" also `check` and `observations` (the accuracy reward's columns)."""
     from unireward.judge.examples import prompt_messages, record_images
 
-    return [
-        {
+    rows = []
+    for r in expand(records, swap_augment):
+        row = {
             "prompt": prompt_messages(r, cot=True),
             "images": record_images(r, root),
             "solution": r.label,
         }
-        for r in expand(records, swap_augment)
-    ]
+        if check != "verdict":
+            row.update(check=check, observations=list(evidence(r, check)))
+        rows.append(row)
+    return rows
 
 
-def grpo_dataset(records: list[Record], root: Path, swap_augment: bool = False):
+def grpo_dataset(
+    records: list[Record], root: Path, swap_augment: bool = False, check: str = "verdict"
+):
     """A map-style `datasets.Dataset` of `grpo_rows` (GRPO's sampler repeats each prompt)."""
     from datasets import Dataset
 
-    return Dataset.from_list(grpo_rows(records, root, swap_augment))
+    return Dataset.from_list(grpo_rows(records, root, swap_augment, check))
 
 
 def load_hard_set(samples_dir: Path) -> list[Record]:
@@ -258,7 +271,7 @@ def run(
     step, history, resumed, trainer, seconds = 0, [], None, None, 0.0
     if not skipped:
         start = time.perf_counter()
-        dataset = grpo_dataset(hard, Path(dataset_dir), config.swap_augment)
+        dataset = grpo_dataset(hard, Path(dataset_dir), config.swap_augment, config.check)
         step, history, resumed, trainer = train_grpo(
             model, processor, dataset, config, output_dir, callbacks
         )

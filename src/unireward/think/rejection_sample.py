@@ -44,7 +44,8 @@ from typing import Any
 
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records, write_records
-from unireward.rewards import format_reward, is_correct
+from unireward.data.teacher import evidence
+from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
 from unireward.tasks import TASKS, Mode, parse_task
 from unireward.think.cold_start import select_items
 
@@ -66,6 +67,11 @@ class RejectionSampleConfig:
     swap_augment: bool = False
     hard_max_correct: int = 0  # hard item: at most this many of its k samples correct
     keep_per_item: int = 1  # distinct correct CoTs kept per item for rs_sft
+    # What makes a sample correct (rewards.CHECKS): "verdict" = its answer is the label (the
+    # paper); "observation" = also states what the items show (shapes-world ground truth);
+    # "scores" = also per-item totals that agree with the answer (any data). Measured: the
+    # verdict alone keeps lucky answers with a wrong observation (docs/research/think-stages.md).
+    check: str = "verdict"
     seed: int = 0
     threads: int = 1  # see TrainParams.threads
     # vllm backend: the server's interpreter (relative to the cwd) and its limits.
@@ -95,6 +101,8 @@ class RejectionSampleConfig:
             )
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ValueError("min_new_tokens must be in [0, max_new_tokens]")
+        if self.check not in CHECKS:
+            raise ValueError(f"check must be one of {CHECKS}, got {self.check!r}")
         if self.keep_per_item < 1 or self.max_items_per_task < 0:
             raise ValueError("keep_per_item must be >= 1 and max_items_per_task >= 0")
 
@@ -250,7 +258,12 @@ def split_samples(
     correct: list[Record] = []
     hard: list[Record] = []
     for record, samples in zip(items, texts, strict=True):
-        right = [is_correct(t, record.label) for t in samples]
+        verdict = [is_correct(t, record.label) for t in samples]
+        seen = evidence(record, config.check)
+        right = [
+            v and reasoning_ok(t, record.label, config.check, seen)
+            for t, v in zip(samples, verdict, strict=True)
+        ]
         valid = format_reward(samples)
         rows.extend(
             {
@@ -261,8 +274,9 @@ def split_samples(
                 "text": t,
                 "format_valid": bool(v),
                 "correct": c,
+                "verdict_correct": vc,
             }
-            for j, (t, v, c) in enumerate(zip(samples, valid, right, strict=True))
+            for j, (t, v, c, vc) in enumerate(zip(samples, valid, right, verdict, strict=True))
         )
         # SFT targets must be well formed too (a right <answer> after a cut-off <think> is not
         # a CoT to imitate): kept = both rewards 1. "Hard" counts right answers only.
@@ -297,6 +311,7 @@ def summarise(split: Split, items: list[Record], config: RejectionSampleConfig) 
         per_task[task] = {
             "items": sum(r.task == task for r in items),
             "sample_accuracy": sum(r["correct"] for r in mine) / len(mine),
+            "verdict_accuracy": sum(r["verdict_correct"] for r in mine) / len(mine),
             "format_valid_rate": sum(r["format_valid"] for r in mine) / len(mine),
             "kept": sum(r.task == task for r in split.correct),
             "hard": sum(r.task == task for r in split.hard),
@@ -307,6 +322,8 @@ def summarise(split: Split, items: list[Record], config: RejectionSampleConfig) 
         "samples": n,
         "correct_samples": sum(r["correct"] for r in rows),
         "sample_accuracy": sum(r["correct"] for r in rows) / n if n else 0.0,
+        "check": config.check,
+        "verdict_accuracy": sum(r["verdict_correct"] for r in rows) / n if n else 0.0,
         "format_valid_rate": sum(r["format_valid"] for r in rows) / n if n else 0.0,
         "kept": len(split.correct),
         "hard": len(split.hard),
