@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from loopback import sigkill_at_checkpoint
+from mlflow_store import logged_artifacts
 from unireward.policy import pairs as P
 from unireward.policy.questions import (
     ATTRIBUTES,
@@ -26,6 +27,7 @@ from unireward.policy.questions import (
     make_questions,
     normalise_answer,
 )
+from unireward.tracking import default_tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "models" / "policy-tiny"
@@ -152,10 +154,18 @@ def oracle_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unireward.policy.build_pairs import BuildPairsConfig, run
 
     out = tmp_path_factory.mktemp("pairs")
-    cfg = BuildPairsConfig(judge="oracle", prompts=24, samples=6, tracking_uri="null")
+    uri = default_tracking_uri(out / "store")
+    cfg = BuildPairsConfig(judge="oracle", prompts=24, samples=6, tracking_uri=uri)
     result = run(cfg, POLICY, out)
     assert result.kept >= 4, result.stats  # the shipped policy's samples disagree often
     return out
+
+
+def test_build_pairs_logs_its_statistics_as_a_figure(oracle_pairs: Path) -> None:
+    uri = default_tracking_uri(oracle_pairs / "store")
+    logged = logged_artifacts(uri, "build_pairs-oracle")
+    assert logged == {"stats.json", "report.html", "plots/pair_stats.png"}
+    assert (oracle_pairs / "report.html").read_text().count("<img") == 1
 
 
 def test_build_pairs_with_the_oracle_writes_valid_trl_rows(oracle_pairs: Path) -> None:
@@ -241,6 +251,7 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
     from safetensors.torch import load_file
 
     params = tmp_path / "params.yaml"
+    uri = default_tracking_uri(tmp_path / "store")
     train = {
         "max_steps": 8,
         "batch_size": 2,
@@ -249,7 +260,7 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
         "learning_rate": 1e-3,
     }
     params.write_text(
-        yaml.safe_dump({"dpo": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}})
+        yaml.safe_dump({"dpo": {"train": train, "tracking_uri": uri}, "profiles": {"quick": {}}})
     )
     out = tmp_path / "dpo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -267,6 +278,7 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
     assert steps == list(range(1, 9))
     before, after = load_file(POLICY / "model.safetensors"), load_file(out / "model.safetensors")
     assert any((before[k] != after[k]).any() for k in before)  # DPO moved the policy
+    assert "plots/train_curves.png" in logged_artifacts(uri, "dpo")  # the run that finished
 
 
 def test_dpo_without_pairs_fails_or_passes_the_policy_on(tmp_path: Path) -> None:
@@ -296,10 +308,16 @@ def test_dpo_without_pairs_fails_or_passes_the_policy_on(tmp_path: Path) -> None
 def test_evaluate_policy_of_the_same_model_has_zero_delta(tmp_path: Path) -> None:
     from unireward.policy.evaluate_policy import EvaluatePolicyConfig, format_table, run
 
-    cfg = EvaluatePolicyConfig(questions_per_split=9, tracking_uri="null")
-    result = run(cfg, POLICY, POLICY, tmp_path)
+    uri = default_tracking_uri(tmp_path / "store")
+    cfg = EvaluatePolicyConfig(questions_per_split=9, tracking_uri=uri)
+    result = run(cfg, POLICY, POLICY, tmp_path / "out")
     m = result.metrics
     assert m["delta/eval_seen/mean"] == 0.0 and m["delta/eval_unseen/mean"] == 0.0
     assert 0 <= m["before/eval_seen/shape"] <= 1
-    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(m)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == pytest.approx(m)
     assert "eval_unseen  position" in format_table(m)
+    logged = logged_artifacts(uri, "evaluate_policy")
+    assert {"plots/policy_accuracy.png", "evaluate_policy/report.html"} <= logged
+    # the sample table: 8 questions per split with both answers (the same model: no change)
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert report.count("<tr>") == 1 + 2 * 8 and report.count('<img src="data:image/png') == 16
