@@ -10,7 +10,7 @@ the policy (transformers), so it runs in the training image.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -23,9 +23,11 @@ def build_pairs(
     judge: Input[Model],
     pairs: Output[Dataset],
     metrics: Output[Metrics],
+    report: Output[HTML],
 ):
     """`pairs` is a directory: pairs.parquet (TRL preference rows), quarantine.parquet,
-    stats.json; `metrics` carries the pair statistics."""
+    stats.json, report.html; `metrics` carries the pair statistics and `report` shows them."""
+    import shutil
     from pathlib import Path
 
     from unireward.config import from_dict
@@ -35,6 +37,7 @@ def build_pairs(
     cfg = from_dict(stage.BuildPairsConfig, config, where="build_pairs")
     serve_cfg = from_dict(ServeConfig, serve_config, where="serve")
     result = stage.run(cfg, Path(policy.path), Path(pairs.path), Path(judge.path), serve_cfg)
+    shutil.copyfile(Path(pairs.path) / stage.REPORT, report.path)
     for key, value in sorted(result.stats.items()):
         metrics.log_metric(key, float(value))
     pairs.metadata.update({"kept": result.kept, "judge": cfg.judge})
