@@ -1,6 +1,7 @@
 # unireward: every developer and CI entry point.
 #
 #   make test                       # fast tests (what CI runs: .ci/run)
+#   make test-ui                    # MLflow UI in headless Chromium (needs apt chromium)
 #   make pipeline-run PROFILE=quick # the whole pipeline on this machine (kfp.local)
 #   make pipeline-run KFP_HOST=https://kfp.example.com BASE_MODEL_URI=s3://b/models/base
 #                                   # ... compiled and submitted to Kubeflow Pipelines instead
@@ -36,12 +37,12 @@ BASE_MODEL_URI ?=
 TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 OVERLAYS := local aws
 
-.PHONY: help venv test test-all lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
+.PHONY: help venv test test-all test-ui lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
 	mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
 	venv-deepspeed
 
 help:
-	@echo "make venv | test | test-all | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
+	@echo "make venv | test | test-all | test-ui | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
 	@echo "     pretrain-base | pretrain-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
 	@echo "     bench-rs | venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
@@ -58,6 +59,16 @@ $(STAMP): pyproject.toml requirements.lock
 # The serving tests start vLLM from .venv-serve, so the tests build it too (~80 s once).
 test: venv serve-venv
 	$(BIN)/pytest -m "not slow" -q
+
+# The MLflow UI (run page: plot artifacts; model version page: aliases, description) in
+# headless Chromium against the loopback MLflow server on PostgreSQL + S3 (~1 min). Installs
+# no browser: Debian's chromium + chromium-driver (apt-get install -y chromium chromium-driver);
+# without them it says so and passes as skipped.
+test-ui: venv
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { echo "test-ui: SKIPPED:" \
+		"/usr/bin/chromium or /usr/bin/chromedriver missing (apt-get install -y chromium" \
+		"chromium-driver)"; exit 0; }
+	$(BIN)/pytest tests/prod/test_mlflow_ui.py -m slow -q
 
 # The slow tests include DeepSpeed ZeRO-3 runs: they need the deepspeed extra (venv-deepspeed).
 test-all: venv serve-venv venv-deepspeed

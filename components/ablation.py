@@ -4,7 +4,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Metrics, Output
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
 
 from components.images import CPU_IMAGE
 
@@ -18,10 +18,14 @@ def ablation(
     grpo: Input[Artifact],
     ablation: Output[Artifact],
     metrics: Output[Metrics],
+    table: Output[Markdown],
+    report: Output[HTML],
 ):
     """The four inputs are evaluate's directories (columns in this order); `ablation` is a
-    directory: ablation.md, ablation.json, ablation.png. `metrics` holds the mean row of the
-    primary split per stage, e.g. `grpo-mean-pairwise_diff`."""
+    directory: ablation.md, ablation.json, ablation.png, report.html. `metrics` holds the mean row
+    of the primary split per stage, e.g. `grpo-mean-pairwise_diff`; `table` is ablation.md and
+    `report` the plot with the tables, for the UI."""
+    import shutil
     from pathlib import Path
 
     from unireward.config import from_dict
@@ -33,6 +37,8 @@ def ablation(
         for name, a in (("judge", judge), ("think", think), ("rs", rs), ("grpo", grpo))
     }
     result = stage.run(cfg, evaluations, Path(ablation.path))
+    shutil.copyfile(result.table_path, table.path)
+    shutil.copyfile(Path(ablation.path) / "report.html", report.path)
     for key, value in sorted(result.metrics.items()):
         name, split, row, metric = key.split("/")
         if split == cfg.primary_split and row == stage.MEAN:

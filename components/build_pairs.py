@@ -10,7 +10,7 @@ the policy (transformers), so it runs in the training image.
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -30,11 +30,13 @@ def build_pairs(
     grpo_evaluation: Input[Artifact],
     pairs: Output[Dataset],
     metrics: Output[Metrics],
+    report: Output[HTML],
 ):
     """`pairs` is a directory: pairs.parquet (TRL preference rows), quarantine.parquet,
-    stats.json, judge_choice.json (which of the four judges built them, and why:
-    `judge_from`); `metrics` carries the pair statistics."""
+    stats.json, report.html, judge_choice.json (which of the four judges built them, and why:
+    `judge_from`); `metrics` carries the pair statistics and `report` shows them."""
     import json
+    import shutil
     from pathlib import Path
 
     from unireward.config import from_dict
@@ -62,6 +64,7 @@ def build_pairs(
     result = stage.run(
         cfg, Path(policy.path), out, chosen, serve_cfg, tags={"judge_from": choice["judge"]}
     )
+    shutil.copyfile(out / stage.REPORT, report.path)
     for key, value in sorted(result.stats.items()):
         metrics.log_metric(key, float(value))
     pairs.metadata.update({"kept": result.kept, "judge": cfg.judge, "judge_from": choice["judge"]})

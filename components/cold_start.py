@@ -5,7 +5,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -18,6 +18,7 @@ def cold_start(
     dataset: Input[Dataset],
     think_judge: Output[Model],
     distillation: Output[Dataset],
+    report: Output[HTML],
 ):
     """SFT starts from `judge` (the unified judge) or, with `init: base` in the config, from
     `base_model`. `think_judge` is the checkpoint directory; `distillation` holds every teacher
@@ -34,6 +35,7 @@ def cold_start(
     from pathlib import Path
 
     from unireward.config import from_dict
+    from unireward.plots import checkpoint_log_history, training_report
     from unireward.think import cold_start as stage
 
     cfg = from_dict(stage.ColdStartConfig, config, where="cold_start")
@@ -47,6 +49,7 @@ def cold_start(
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
+    Path(report.path).write_text(training_report(checkpoint_log_history(out), "cold_start"))
     think_judge.metadata.update(
         {"global_step": result.train.global_step, "kept": result.kept, "items": result.items}
     )

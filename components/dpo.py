@@ -4,7 +4,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -15,6 +15,7 @@ def dpo(
     policy: Input[Model],
     pairs: Input[Dataset],
     aligned_policy: Output[Model],
+    report: Output[HTML],
 ):
     """`aligned_policy` is the checkpoint directory (with dpo.json: trained or not, and why).
 
@@ -27,6 +28,7 @@ def dpo(
     from pathlib import Path
 
     from unireward.config import from_dict
+    from unireward.plots import checkpoint_log_history, training_report
     from unireward.policy import dpo as stage
 
     cfg = from_dict(stage.DpoConfig, config, where="dpo")
@@ -37,6 +39,7 @@ def dpo(
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
+    Path(report.path).write_text(training_report(checkpoint_log_history(out), "dpo"))
     aligned_policy.metadata.update(
         {"trained": result.trained, "pairs": result.pairs, "global_step": result.global_step}
     )

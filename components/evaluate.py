@@ -4,7 +4,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -17,14 +17,17 @@ def evaluate(
     name: str,
     evaluation: Output[Artifact],
     metrics: Output[Metrics],
+    report: Output[HTML],
     cot: bool = False,
     samples: Input[Dataset] = None,
 ):
-    """`evaluation` is a directory: metrics.json, metrics.png, predictions.parquet. `cot` judges
+    """`evaluation` is a directory: metrics.json, metrics.png, predictions.parquet, report.html;
+    `report` is that page (accuracy per task and per attribute) for the UI. `cot` judges
     pairwise items in CoT mode (the Think judges), whatever the config says. With `samples` (a
     rejection_sample output) its hard items are scored too, as split `hard`."""
     import dataclasses
     import math
+    import shutil
     from pathlib import Path
 
     from unireward.config import from_dict
@@ -41,6 +44,7 @@ def evaluate(
         name=name,
         samples_dir=Path(samples.path) if samples is not None else None,
     )
+    shutil.copyfile(Path(evaluation.path) / "report.html", report.path)
     for key, value in sorted(result.metrics.items()):
         if not math.isnan(value):  # KFP metrics are numbers; nan means "no usable verdict"
             metrics.log_metric(key, value)

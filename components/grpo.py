@@ -5,7 +5,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -17,6 +17,7 @@ def grpo(
     samples: Input[Dataset],
     dataset: Input[Dataset],
     think_judge: Output[Model],
+    report: Output[HTML],
 ):
     """`think_judge` is the checkpoint directory (train_log.json and reward_curve.png with it).
     With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) training runs in a directory there
@@ -28,6 +29,7 @@ def grpo(
     from pathlib import Path
 
     from unireward.config import from_dict
+    from unireward.plots import checkpoint_log_history, training_report
     from unireward.think import grpo as stage
 
     cfg = from_dict(stage.GrpoConfig, config, where="grpo")
@@ -38,6 +40,7 @@ def grpo(
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
+    Path(report.path).write_text(training_report(checkpoint_log_history(out), "grpo"))
     meta = {
         "global_step": result.global_step,
         "prompts": result.prompts,

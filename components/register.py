@@ -4,7 +4,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model, Output
+from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
 from components.images import CPU_IMAGE
 
@@ -15,9 +15,12 @@ def register(
     model: Input[Model],
     evaluation: Input[Artifact],
     registration: Output[Artifact],
+    description: Output[Markdown],
     tags: dict = {},  # noqa: B006 - KFP parameter default, never mutated
 ):
-    """`registration` is a directory holding registration.json (version, aliases, reasons)."""
+    """`registration` is a directory holding registration.json (version, aliases, reasons) and
+    description.md, the model version's description (`description`, for the UI)."""
+    import shutil
     from pathlib import Path
 
     from unireward.cli import summary
@@ -32,5 +35,6 @@ def register(
         Path(registration.path),
         tags=tags,
     )
+    shutil.copyfile(Path(registration.path) / stage.DESCRIPTION_FILE, description.path)
     registration.metadata.update(summary(result))
     registration.metadata["reasons"] = list(result.reasons)

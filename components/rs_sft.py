@@ -5,7 +5,7 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE
 
@@ -17,6 +17,7 @@ def rs_sft(
     samples: Input[Dataset],
     dataset: Input[Dataset],
     rs_judge: Output[Model],
+    report: Output[HTML],
 ):
     """`rs_judge` is the checkpoint directory. With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a
     cluster) training runs in a directory there keyed by the artifact URI, so a retried task
@@ -27,6 +28,7 @@ def rs_sft(
     from pathlib import Path
 
     from unireward.config import from_dict
+    from unireward.plots import checkpoint_log_history, training_report
     from unireward.think import rs_sft as stage
 
     cfg = from_dict(stage.RsSftConfig, config, where="rs_sft")
@@ -36,6 +38,7 @@ def rs_sft(
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
+    Path(report.path).write_text(training_report(checkpoint_log_history(out), "rs_sft"))
     rs_judge.metadata.update(
         {
             "global_step": result.train.global_step,

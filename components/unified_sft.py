@@ -4,14 +4,18 @@ python -m pipelines.compile --profile quick --output build/unireward-quick.yaml
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Model, Output
 
 from components.images import TRAIN_IMAGE
 
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def unified_sft(
-    config: dict, base_model: Input[Model], dataset: Input[Dataset], judge: Output[Model]
+    config: dict,
+    base_model: Input[Model],
+    dataset: Input[Dataset],
+    judge: Output[Model],
+    report: Output[HTML],
 ):
     """`judge` is the checkpoint directory (safetensors + processor + unireward.json).
 
@@ -26,6 +30,7 @@ def unified_sft(
 
     from unireward.config import from_dict
     from unireward.judge import unified_sft as stage
+    from unireward.plots import checkpoint_log_history, training_report
 
     cfg = from_dict(stage.UnifiedSftConfig, config, where="unified_sft")
     out, root = Path(judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
@@ -34,4 +39,5 @@ def unified_sft(
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)
+    Path(report.path).write_text(training_report(checkpoint_log_history(out), "unified_sft"))
     judge.metadata.update({"global_step": result.train.global_step, "n_records": result.n_records})

@@ -31,6 +31,7 @@ OFFLINE_ENV = {
 # Stages whose configs take `tracking_uri` (None there would mean "sqlite under the cwd").
 TRACKED_STAGES = (
     "ingest",
+    "unified_sft",
     "cold_start",
     "rejection_sample",
     "rs_sft",

@@ -143,8 +143,11 @@ def oracle_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from unireward.policy.build_pairs import BuildPairsConfig, run
 
     policy = Path(__file__).resolve().parents[1] / "models" / "policy-tiny"
+    from unireward.tracking import default_tracking_uri
+
     out = tmp_path_factory.mktemp("pairs")
-    cfg = BuildPairsConfig(judge="oracle", prompts=24, samples=6, tracking_uri="null")
+    uri = default_tracking_uri(out / "store")  # tests/test_build_pairs.py reads its run
+    cfg = BuildPairsConfig(judge="oracle", prompts=24, samples=6, tracking_uri=uri)
     result = run(cfg, policy, out)
     assert result.kept >= 4, result.stats  # the shipped policy's samples disagree often
     return out

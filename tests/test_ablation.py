@@ -166,8 +166,16 @@ def test_run_writes_table_json_plot_and_one_mlflow_run(tmp_path: Path) -> None:
     assert "judge/eval_seen/image_generation/format_valid" not in logged  # direct mode
     assert "judge/eval_seen/mean/pairwise_diff" not in logged  # nan is not logged
     assert set(logged) == set(result.metrics)
-    artifacts = {f.path for f in client.list_artifacts(tracked.info.run_id, "ablation")}
-    assert {"ablation/ablation.md", "ablation/ablation.json", "ablation/ablation.png"} <= artifacts
+    artifacts = {
+        f.path for d in ("ablation", "plots") for f in client.list_artifacts(tracked.info.run_id, d)
+    }
+    assert {
+        "ablation/ablation.md",
+        "ablation/ablation.json",
+        "ablation/ablation.png",
+        "ablation/report.html",
+        "plots/ablation.png",
+    } <= artifacts
 
 
 def test_bad_inputs_fail_naming_the_problem(tmp_path: Path) -> None:

@@ -93,6 +93,16 @@ def test_oracle_judges_against_ground_truth_and_never_guesses() -> None:
         oracle.score([ScoreQuery(t, other.question, other.image, "red")])
 
 
+def test_build_pairs_logs_its_statistics_as_a_figure(oracle_pairs: Path) -> None:
+    from mlflow_store import logged_artifacts
+    from unireward.tracking import default_tracking_uri
+
+    uri = default_tracking_uri(oracle_pairs / "store")
+    logged = logged_artifacts(uri, "build_pairs-oracle")
+    assert logged == {"stats.json", "report.html", "plots/pair_stats.png"}
+    assert (oracle_pairs / "report.html").read_text().count("<img") == 1
+
+
 def test_build_pairs_with_the_oracle_writes_valid_trl_rows(oracle_pairs: Path) -> None:
     from unireward.policy.build_pairs import load_pairs
 

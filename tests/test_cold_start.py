@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
+from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records
 from unireward.data.teacher import teacher_cot
@@ -35,6 +36,7 @@ from unireward.think.cold_start import (
     select_items,
 )
 from unireward.think.teachers import make_teacher
+from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS, latest_checkpoint
 
 # --------------------------------------------------------------------------- a scripted server
@@ -297,7 +299,8 @@ def _tiny_config(**kw) -> ColdStartConfig:
 def test_run_changes_parameters_and_writes_artifacts(
     tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    result = run(_tiny_config(), tiny_model_dir, shapes_dataset, tmp_path / "think")
+    uri = default_tracking_uri(tmp_path / "store")
+    result = run(_tiny_config(tracking_uri=uri), tiny_model_dir, shapes_dataset, tmp_path / "think")
     out = tmp_path / "think"
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(out / "model.safetensors")
@@ -314,6 +317,8 @@ def test_run_changes_parameters_and_writes_artifacts(
     assert not (out / CHECKPOINTS).exists()
     losses = [h["loss"] for h in json.loads((out / "train_log.json").read_text()) if "loss" in h]
     assert losses and all(loss == loss for loss in losses)
+    logged = logged_artifacts(uri, "cold_start")
+    assert {"plots/train_curves.png", "train_log.json", f"{DISTILL}/summary.json"} <= logged
 
 
 def test_init_base_trains_the_base_and_init_judge_the_judge(

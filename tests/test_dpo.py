@@ -44,7 +44,11 @@ def _dpo_cmd(params: Path, pairs: Path, out: Path) -> list[str]:
 def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
+    from mlflow_store import logged_artifacts
+    from unireward.tracking import default_tracking_uri
+
     params = tmp_path / "params.yaml"
+    uri = default_tracking_uri(tmp_path / "store")
     train = {
         "max_steps": 8,
         "batch_size": 2,
@@ -53,7 +57,7 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
         "learning_rate": 1e-3,
     }
     params.write_text(
-        yaml.safe_dump({"dpo": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}})
+        yaml.safe_dump({"dpo": {"train": train, "tracking_uri": uri}, "profiles": {"quick": {}}})
     )
     out = tmp_path / "dpo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -71,6 +75,7 @@ def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path:
     assert steps == list(range(1, 9))
     before, after = load_file(POLICY / "model.safetensors"), load_file(out / "model.safetensors")
     assert any((before[k] != after[k]).any() for k in before)  # DPO moved the policy
+    assert "plots/train_curves.png" in logged_artifacts(uri, "dpo")  # the run that finished
 
 
 def test_dpo_without_pairs_fails_or_passes_the_policy_on(tmp_path: Path) -> None:

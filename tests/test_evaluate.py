@@ -10,10 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mlflow_store import logged_artifacts
 from unireward.data.schema import read_records
 from unireward.eval.evaluate import EvaluateConfig, presented_order, run, score_split
 from unireward.model.tiny import load_processor
 from unireward.tasks import TASKS
+from unireward.tracking import default_tracking_uri
 
 
 def _pair(label: int, pred: int | None, swapped: int | None, breakdown: str = "colour") -> dict:
@@ -81,7 +83,8 @@ def test_presented_order_is_seeded_and_swaps_about_half(shapes_dataset: Path) ->
 def test_run_reports_every_task_and_split(
     tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    cfg = EvaluateConfig(max_per_task_mode=2, batch_size=16, max_new_tokens=6, tracking_uri="null")
+    uri = default_tracking_uri(tmp_path / "store")
+    cfg = EvaluateConfig(max_per_task_mode=2, batch_size=16, max_new_tokens=6, tracking_uri=uri)
     result = run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "eval", name="tiny")
     m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert m.keys() == result.metrics.keys()
@@ -95,6 +98,14 @@ def test_run_reports_every_task_and_split(
     assert len(preds) == 2 * 2 * 2 * len(TASKS)  # splits x modes x records x tasks
     assert (tmp_path / "eval" / "metrics.png").stat().st_size > 1000
     assert not math.isnan(m["image_generation/pairwise_unparseable"])
+    # What a user sees in MLflow: the figures under plots/, the report with the outputs.
+    assert {
+        "plots/accuracy_by_task.png",
+        "plots/accuracy_by_attribute.png",
+        "evaluate/report.html",
+        "evaluate/metrics.json",
+    } <= logged_artifacts(uri, "evaluate-tiny")
+    assert (tmp_path / "eval" / "report.html").read_text().count("<img") == 2
 
 
 def test_primary_split_must_be_evaluated() -> None:

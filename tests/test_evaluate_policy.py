@@ -50,12 +50,20 @@ def test_accuracy_per_attribute() -> None:
 
 
 def test_evaluate_policy_of_the_same_model_has_zero_delta(tmp_path: Path) -> None:
+    from mlflow_store import logged_artifacts
     from unireward.policy.evaluate_policy import EvaluatePolicyConfig, format_table, run
+    from unireward.tracking import default_tracking_uri
 
-    cfg = EvaluatePolicyConfig(questions_per_split=9, tracking_uri="null")
-    result = run(cfg, POLICY, POLICY, tmp_path)
+    uri = default_tracking_uri(tmp_path / "store")
+    cfg = EvaluatePolicyConfig(questions_per_split=9, tracking_uri=uri)
+    result = run(cfg, POLICY, POLICY, tmp_path / "out")
     m = result.metrics
     assert m["delta/eval_seen/mean"] == 0.0 and m["delta/eval_unseen/mean"] == 0.0
     assert 0 <= m["before/eval_seen/shape"] <= 1
-    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(m)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == pytest.approx(m)
     assert "eval_unseen  position" in format_table(m)
+    logged = logged_artifacts(uri, "evaluate_policy")
+    assert {"plots/policy_accuracy.png", "evaluate_policy/report.html"} <= logged
+    # the sample table: 8 questions per split with both answers (the same model: no change)
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert report.count("<tr>") == 1 + 2 * 8 and report.count('<img src="data:image/png') == 16

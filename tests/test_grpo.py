@@ -25,9 +25,11 @@ import yaml
 from safetensors.torch import load_file
 
 from loopback import sigkill_at_checkpoint
+from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
 from unireward.think.grpo import HARD, GrpoConfig, grpo_rows, reward_curve, run
+from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS
 
 IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
@@ -92,19 +94,24 @@ def test_swap_augment_adds_each_pair_in_the_other_order(shapes_dataset: Path) ->
 def test_grpo_changes_parameters_and_writes_artifacts(
     format_judge: Path, easy_samples: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    result = run(_config(beta=0.04), format_judge, easy_samples, shapes_dataset, tmp_path)
+    uri = default_tracking_uri(tmp_path / "store")
+    config = _config(beta=0.04, tracking_uri=uri)
+    out = tmp_path / "out"
+    result = run(config, format_judge, easy_samples, shapes_dataset, out)
     before = load_file(format_judge / "model.safetensors")
-    after = load_file(tmp_path / "model.safetensors")
+    after = load_file(out / "model.safetensors")
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert len(changed) > len(before) // 2
-    info = json.loads((tmp_path / "unireward.json").read_text())
+    info = json.loads((out / "unireward.json").read_text())
     assert info["stage"] == "grpo" and info["global_step"] == result.global_step == 2
     assert info["prompts"] == 2 and info["skipped"] is None
     assert len(info["reward_curve"]) == 2
-    log = json.loads((tmp_path / "train_log.json").read_text())
+    log = json.loads((out / "train_log.json").read_text())
     assert all("rewards/format_reward/mean" in h for h in log if "reward" in h)
-    assert (tmp_path / "reward_curve.png").stat().st_size > 0
-    assert not (tmp_path / CHECKPOINTS).exists()
+    assert (out / "reward_curve.png").stat().st_size > 0
+    assert not (out / CHECKPOINTS).exists()
+    logged = logged_artifacts(uri, "grpo")
+    assert {"plots/train_curves.png", "reward_curve.png", "train_log.json"} <= logged
 
 
 def test_mean_reward_rises_on_an_easy_hard_set(

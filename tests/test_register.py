@@ -61,11 +61,58 @@ def test_first_registration_becomes_champion(tmp_path, config, checkpoint):
     client = MlflowClient(config.tracking_uri)
     version = client.get_model_version(config.model_name, "1")
     assert version.run_id == result.run_id
-    assert version.tags["metric.pairwise_diff_mean"] == "0.7"
+    assert version.tags == {"gate": "promoted", "metric.pairwise_diff_mean": "0.7"}
     run_data = client.get_run(result.run_id).data
     assert run_data.params["train.lr"] == "0.001"
     assert run_data.params["register.margin"] == "0.01"
     assert run_data.metrics["image_generation/pairwise_diff"] == 0.7
+
+
+def test_version_says_what_it_is_its_headline_metrics_and_the_gate(tmp_path, config, checkpoint):
+    from mlflow import MlflowClient
+
+    (checkpoint / "unireward.json").write_text(
+        json.dumps({"stage": "grpo", "judge": "runs/rs_sft", "samples": "runs/rejection_sample"})
+    )
+    metrics = {
+        **_metrics(0.7),
+        "eval_unseen/pairwise_diff_mean": 0.61,
+        "swap_consistency_mean": 0.9,
+        "eval_unseen/swap_consistency_mean": 0.8,
+        **{f"{task}/pairwise_tau": 0.5 for task in ("image_generation", "video_generation")},
+        "image_generation/by/colour/pairwise_tau": 0.75,
+    }
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(metrics))
+    tags = {"profile": "quick"}
+    run(config, checkpoint, path, tmp_path / "v1", tags=tags)
+    worse = {**metrics, "pairwise_diff_mean": 0.6}
+    path.write_text(json.dumps(worse))
+    run(config, checkpoint, path, tmp_path / "v2", tags=tags)
+
+    client = MlflowClient(config.tracking_uri)
+    first, second = (client.get_model_version(config.model_name, v) for v in ("1", "2"))
+    # A few headline tags; every metric is on the run, not on the version.
+    assert first.tags == {
+        "gate": "promoted",
+        "metric.pairwise_diff_mean": "0.7",
+        "metric.eval_unseen/pairwise_diff_mean": "0.61",
+        "metric.swap_consistency_mean": "0.9",
+    }
+    assert len(client.get_run(first.run_id).data.metrics) == len(metrics)
+    assert second.tags["gate"] == "not promoted" and len(second.tags) == 4
+
+    text = first.description
+    assert "checkpoint of stage `grpo`" in text
+    assert "- base: `runs/rs_sft`" in text and "- data: `runs/rejection_sample`" in text
+    assert "- profile: `quick`" in text
+    assert "| eval_unseen/pairwise_diff_mean | 0.61 |" in text
+    assert "| video_understanding/pairwise_diff | 0.7 |" in text  # per-task gate metrics
+    assert "by/colour" not in text
+    assert "**Gate: promoted** to `champion`" in text and "no current champion" in text
+    text = second.description
+    assert "**Gate: not promoted**: `challenger` only; `champion` stays on version 1." in text
+    assert "- pairwise_diff_mean: 0.6000 vs champion 0.7000" in text
 
 
 def test_worse_challenger_keeps_champion(tmp_path, config, checkpoint):

@@ -36,7 +36,11 @@ def test_killed_unified_sft_resumes_from_its_last_checkpoint(
 ) -> None:
     params = tmp_path / "params.yaml"
     train = {"max_steps": 40, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
-    params.write_text(yaml.safe_dump({"unified_sft": {"train": train}, "profiles": {"quick": {}}}))
+    params.write_text(
+        yaml.safe_dump(
+            {"unified_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
+        )
+    )
     out = tmp_path / "judge"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed_at = sigkill_at_checkpoint(

@@ -14,17 +14,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
 from unireward.data.teacher import teacher_cot
 from unireward.think.rs_sft import CORRECT, RsSftConfig, run
+from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS
 
 TRAIN = {"max_steps": 4, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
 
 
-def _config() -> RsSftConfig:
-    return from_dict(RsSftConfig, {"train": TRAIN, "tracking_uri": "null"})
+def _config(tracking_uri: str = "null") -> RsSftConfig:
+    return from_dict(RsSftConfig, {"train": TRAIN, "tracking_uri": tracking_uri})
 
 
 def _correct_set(dataset: Path, out: Path, n: int) -> Path:
@@ -48,7 +50,8 @@ def test_run_changes_parameters_and_writes_artifacts(
     tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
     samples = _correct_set(shapes_dataset, tmp_path / "samples", 6)
-    result = run(_config(), tiny_model_dir, samples, shapes_dataset, tmp_path / "rs")
+    uri = default_tracking_uri(tmp_path / "store")
+    result = run(_config(uri), tiny_model_dir, samples, shapes_dataset, tmp_path / "rs")
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(tmp_path / "rs" / "model.safetensors")
     assert sum(not torch.equal(before[k], after[k]) for k in before) > len(before) // 2
@@ -56,6 +59,7 @@ def test_run_changes_parameters_and_writes_artifacts(
     assert info["stage"] == "rs_sft" and info["global_step"] == result.train.global_step == 4
     assert info["examples"] == result.examples == 6 and info["skipped"] is None
     assert not (tmp_path / "rs" / CHECKPOINTS).exists()
+    assert {"plots/train_curves.png", "train_log.json"} <= logged_artifacts(uri, "rs_sft")
 
 
 def test_an_empty_correct_set_writes_the_judge_unchanged(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from unireward.plots import close, log_figures, training_curves
 from unireward.tracking import (
     MAX_PARAM_VAL_LENGTH,
     MlflowTracker,
@@ -53,6 +54,8 @@ def test_null_tracker_records_calls():
         tracker.log_metrics({"loss": 1.0}, step=1)
         tracker.log_metrics({"loss": 0.5}, step=2)
         tracker.log_artifact("a.json", "reports")
+        tracker.log_figure(object(), "plots/x.png")
+        tracker.log_text("<p>hi</p>", "report.html")
         tracker.set_tags({"k": "v"})
     assert tracker.run_id is None
     assert tracker.runs == [("stage", {"profile": "quick"})]
@@ -60,6 +63,7 @@ def test_null_tracker_records_calls():
     assert len(tracker.params["long"]) == MAX_PARAM_VAL_LENGTH
     assert tracker.metrics == {"loss": [(1, 1.0), (2, 0.5)]}
     assert tracker.artifacts == [("a.json", "reports")]
+    assert tracker.figures == ["plots/x.png"] and tracker.texts == {"report.html": "<p>hi</p>"}
     assert tracker.tags == {"profile": "quick", "k": "v"}
 
 
@@ -84,6 +88,12 @@ def test_mlflow_tracker_round_trip(tmp_path):
         tracker.log_metrics({"loss": 1.0, "task/acc": 0.5}, step=3)
         tracker.log_artifacts(tmp_path / "files", "dir")
         tracker.log_artifact(tmp_path / "files" / "a.txt")
+        figures = {
+            "curve": training_curves([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}], "t")
+        }
+        assert log_figures(tracker, figures) == ["plots/curve.png"]
+        close(figures)
+        tracker.log_text("<p>hi</p>", "report.html")
         tracker.set_tags({"gate": "pass"})
     assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert tracker.run_id is None
@@ -97,7 +107,9 @@ def test_mlflow_tracker_round_trip(tmp_path):
     assert run.data.metrics == {"loss": 1.0, "task/acc": 0.5}
     assert run.data.tags["profile"] == "quick" and run.data.tags["gate"] == "pass"
     names = {f.path for f in tracker.client.list_artifacts(run_id)}
-    assert names == {"dir", "a.txt"}
+    assert names == {"dir", "a.txt", "plots", "report.html"}
+    local = Path(tracker.client.download_artifacts(run_id, "plots/curve.png", str(tmp_path)))
+    assert local.read_bytes()[:4] == b"\x89PNG"
     # artifacts live beside the database, not in the process's working directory
     assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "exp").as_uri())
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
 from unireward.data.shapes import Scene, describe
@@ -26,6 +27,7 @@ from unireward.judge.unified_sft import (
     select_records,
     twin_units,
 )
+from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS
 
 TINY_TRAIN = {"max_steps": 4, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
@@ -34,7 +36,8 @@ TINY_TRAIN = {"max_steps": 4, "batch_size": 2, "save_steps": 2, "logging_steps":
 def test_run_changes_parameters_and_writes_the_judge(
     tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    cfg = from_dict(UnifiedSftConfig, {"train": TINY_TRAIN})
+    uri = default_tracking_uri(tmp_path / "store")
+    cfg = from_dict(UnifiedSftConfig, {"train": TINY_TRAIN, "tracking_uri": uri})
     result = run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "judge")
     before = load_file(tiny_model_dir / "model.safetensors")
     after = load_file(tmp_path / "judge" / "model.safetensors")
@@ -60,6 +63,7 @@ def test_run_changes_parameters_and_writes_the_judge(
         if "loss" in h
     ]
     assert losses and all(loss == loss for loss in losses)
+    assert {"plots/train_curves.png", "train_log.json"} <= logged_artifacts(uri, "unified_sft")
 
 
 def test_swap_augmentation_doubles_pairwise_rows_with_mirrored_labels(shapes_dataset: Path) -> None:
@@ -297,7 +301,11 @@ def test_run_with_the_curriculum_records_how_many_rows_had_a_hint(
 ) -> None:
     cfg = from_dict(
         UnifiedSftConfig,
-        {"train": TINY_TRAIN, "caption_curriculum": {"hold_steps": 1, "anneal_steps": 2}},
+        {
+            "train": TINY_TRAIN,
+            "caption_curriculum": {"hold_steps": 1, "anneal_steps": 2},
+            "tracking_uri": "null",
+        },
     )
     result = run(cfg, tiny_model_dir, shapes_dataset, tmp_path / "judge")
     info = json.loads((tmp_path / "judge" / "unireward.json").read_text())

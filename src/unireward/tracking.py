@@ -9,6 +9,8 @@ on a sqlite file with artifacts in a sibling `mlruns/` directory (no server need
     with tracker.start_run("unified_sft", tags={"profile": "quick"}):
         tracker.log_params(to_dict(config))          # nested -> dotted keys
         tracker.log_metrics({"loss": 0.3}, step=10)
+        tracker.log_figure(fig, "plots/train_curves.png")   # a matplotlib Figure, as PNG
+        tracker.log_text(html, "report.html")
 
 Importing this module does not import mlflow (it is slow and optional): MlflowTracker imports it
 on first use, after switching MLflow telemetry off.
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
 # MLflow's limits (mlflow.utils.validation), copied so that importing this module stays cheap.
@@ -47,6 +50,10 @@ class Tracker(Protocol):
     def log_artifact(self, path: Path | str, artifact_path: str | None = None) -> None: ...
 
     def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None: ...
+
+    def log_figure(self, figure: Figure, artifact_file: str) -> None: ...
+
+    def log_text(self, text: str, artifact_file: str) -> None: ...
 
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
 
@@ -108,7 +115,8 @@ class NullTracker:
     """Records every call in memory; logs nothing anywhere.
 
     `params`, `metrics` ({key: [(step, value), ...]}), `tags`, `artifacts` ([(path,
-    artifact_path)]) and `runs` ([(run_name, tags)]) accumulate across runs.
+    artifact_path)]), `figures` ([artifact_file]), `texts` ({artifact_file: text}) and `runs`
+    ([(run_name, tags)]) accumulate across runs.
     """
 
     def __init__(self) -> None:
@@ -117,6 +125,8 @@ class NullTracker:
         self.metrics: dict[str, list[tuple[int | None, float]]] = {}
         self.tags: dict[str, str] = {}
         self.artifacts: list[tuple[str, str | None]] = []
+        self.figures: list[str] = []
+        self.texts: dict[str, str] = {}
         self._run_id: str | None = None
 
     @property
@@ -146,6 +156,12 @@ class NullTracker:
 
     def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None:
         self.artifacts.append((str(directory), artifact_path))
+
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        self.figures.append(artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.texts[artifact_file] = text
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.tags.update({k: truncate(v, MAX_TAG_VAL_LENGTH) for k, v in tags.items()})
@@ -233,6 +249,14 @@ class MlflowTracker:
 
     def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self._require_run(), str(directory), artifact_path)
+
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """`figure` as an image artifact (PNG for a `.png` name); the MLflow UI previews it."""
+        self.client.log_figure(self._require_run(), figure, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """`text` as a file artifact; the MLflow UI renders `.html` and shows `.md`/`.txt`."""
+        self.client.log_text(self._require_run(), text, artifact_file)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag

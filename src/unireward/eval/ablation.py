@@ -16,8 +16,9 @@ mode, so its diff accuracy is a direct verdict's and its format-valid cells are 
 Writes `ablation.md` (one markdown table per split: rows = task + mean, columns = stages, cells
 "diff / format-valid / swap" for the default `metrics`), `ablation.json` (the same numbers
 nested, null where absent), `ablation.png` (the first metric per task and stage, one panel per
-split, chance at 0.5), and logs one MLflow run `ablation` with metrics
-`<stage>/<split>/<task>/<metric>`.
+split, chance at 0.5), `report.html` (plot and tables: the Kubeflow HTML artifact), and logs
+one MLflow run `ablation` with metrics `<stage>/<split>/<task>/<metric>`, the directory
+(`ablation/`) and the plot as `plots/ablation.png`.
 """
 
 from __future__ import annotations
@@ -182,13 +183,13 @@ def flat_metrics(nested: Nested) -> dict[str, float]:
     }
 
 
-def plot(nested: Nested, stages: list[str], metric: str, path: Path) -> None:
+def figure(nested: Nested, stages: list[str], metric: str):
     """Grouped bars of `metric`: one group per row (task, mean), one bar per stage, per split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from unireward.plots import pyplot
+
+    plt = pyplot()
 
     splits = list(nested) or ["(none)"]
     fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 3.8), squeeze=False)
@@ -207,8 +208,7 @@ def plot(nested: Nested, stages: list[str], metric: str, path: Path) -> None:
         ax.set_title(f"{split}: {metric}")
     axes[0][0].legend(fontsize=8, loc="upper center", ncols=max(len(stages), 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def read_evaluations(evaluations: Mapping[str, Path]) -> dict[str, dict[str, float]]:
@@ -244,6 +244,7 @@ def _jsonable(nested: Nested) -> dict[str, Any]:
 def run(
     config: AblationConfig, evaluations: Mapping[str, Path], output_dir: Path
 ) -> AblationResult:
+    from unireward import plots
     from unireward.tracking import make_tracker
 
     flat = read_evaluations(evaluations)
@@ -262,12 +263,17 @@ def run(
         "splits": _jsonable(nested),
     }
     (output_dir / "ablation.json").write_text(json.dumps(summary, indent=2))
-    plot(nested, stages, config.metrics[0], output_dir / "ablation.png")
+    figs = {"ablation": figure(nested, stages, config.metrics[0])}
+    figs["ablation"].savefig(output_dir / "ablation.png", dpi=100)
+    report = plots.html_page("ablation: " + " -> ".join(stages), figs, notes=table_path.read_text())
+    (output_dir / "report.html").write_text(report)
     logged = flat_metrics(nested)
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run("ablation", tags={"stage": "ablation", "stages": ",".join(stages)}):
         tracker.log_params({"ablation": to_dict(config), "evaluations": summary["evaluations"]})
         tracker.log_metrics(logged)
         tracker.log_artifacts(output_dir, "ablation")
+        plots.log_figures(tracker, figs)
         run_id = tracker.run_id
+    plots.close(figs)
     return AblationResult(output_dir, table_path, tuple(stages), run_id, logged)

@@ -25,7 +25,10 @@ Protocol (shared/DESIGN.md, "Evaluation protocol"):
 
 Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary split,
 `<split>/<task>/<metric>` for the others, and `*_mean` aggregates), `predictions.parquet`
-(every raw judge output with its parse) and `metrics.png`; logs the metrics to MLflow.
+(every raw judge output with its parse), `metrics.png` (accuracy per task and split) and
+`report.html` (that and accuracy per attribute: the Kubeflow HTML artifact); logs the metrics,
+the directory (`evaluate/`) and the figures (`plots/accuracy_by_task.png`,
+`plots/accuracy_by_attribute.png`) to MLflow.
 """
 
 from __future__ import annotations
@@ -241,26 +244,16 @@ def compute_metrics(rows: list[dict[str, Any]], config: EvaluateConfig) -> dict[
     return metrics
 
 
-def plot(metrics: dict[str, float], path: Path, title: str) -> None:
-    import matplotlib
+def figures(metrics: dict[str, float], config: EvaluateConfig, name: str) -> dict[str, Any]:
+    """The run's figures: accuracy per task (every split) and per attribute the candidates
+    differ in (None without breakdowns); see unireward.plots."""
+    from unireward import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = ("pairwise_diff", "swap_consistency", "pointwise_spearman")
-    x = np.arange(len(TASKS))
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    for k, key in enumerate(keys):
-        vals = [metrics.get(f"{t}/{key}", math.nan) for t in TASKS]
-        ax.bar(x + (k - 1) * 0.27, np.nan_to_num(vals), width=0.27, label=key)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(x, [t.replace("_", "\n") for t in TASKS])
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    title = f"{name} ({'cot' if config.cot else 'direct'})"
+    return {
+        "accuracy_by_task": plots.accuracy_by_task(metrics, config.primary_split, title),
+        "accuracy_by_attribute": plots.accuracy_by_attribute(metrics, config.primary_split, title),
+    }
 
 
 def run(
@@ -274,6 +267,7 @@ def run(
     import pandas as pd
     import torch
 
+    from unireward import plots
     from unireward.model.tiny import load_checkpoint
     from unireward.tracking import make_tracker
 
@@ -288,7 +282,9 @@ def run(
     metrics = compute_metrics(rows, config)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     pd.DataFrame(rows).to_parquet(output_dir / "predictions.parquet")
-    plot(metrics, output_dir / "metrics.png", f"{name}: {config.primary_split}")
+    figs = figures(metrics, config, name)
+    figs["accuracy_by_task"].savefig(output_dir / "metrics.png", dpi=100)
+    (output_dir / "report.html").write_text(plots.html_page(f"evaluate: {name}", figs))
     tracker = make_tracker(config.tracking_uri, config.experiment)
     tags = {"stage": "evaluate", "model": name, "mode": "cot" if config.cot else "direct"}
     with tracker.start_run(f"evaluate-{name}", tags=tags):
@@ -296,4 +292,6 @@ def run(
         tracker.log_params({"evaluate": to_dict(config), **paths})
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
         tracker.log_artifacts(output_dir, "evaluate")
+        plots.log_figures(tracker, figs)
+    plots.close(figs)
     return EvalResult(metrics=metrics, output_dir=output_dir)

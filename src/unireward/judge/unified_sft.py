@@ -88,6 +88,8 @@ class UnifiedSftConfig:
     # (but for a pair split by a batch boundary) each batch shows both orders of its pairs.
     paired_swaps: bool = False
     caption_curriculum: CaptionCurriculum = field(default_factory=CaptionCurriculum)
+    tracking_uri: str | None = None  # None = $MLFLOW_TRACKING_URI or local sqlite; "null" = none
+    experiment: str = "unireward"
 
     def __post_init__(self) -> None:
         if self.paired_swaps and not self.swap_augment:
@@ -227,6 +229,7 @@ def run(
         extra={
             "stage": "unified_sft",
             "base_model": str(base_model_dir),
+            "dataset": str(dataset_dir),
             "config": to_dict(config),
             "records": counts,
             "records_with_hint": hinted,
@@ -237,4 +240,27 @@ def run(
     )
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
     discard_checkpoints(output_dir)
+    _track(config, counts, outcome, output_dir)
     return SftResult(model_dir=output_dir, n_records=len(records), train=outcome)
+
+
+def _track(
+    config: UnifiedSftConfig, counts: dict[str, int], outcome: TrainOutcome, output_dir: Path
+) -> None:
+    """One MLflow run `unified_sft`: params, records per task/mode, the loss per logged step,
+    train_log.json and `plots/train_curves.png`."""
+    from unireward.plots import log_training_curves
+    from unireward.tracking import make_tracker
+
+    tracker = make_tracker(config.tracking_uri, config.experiment)
+    with tracker.start_run("unified_sft", tags={"stage": "unified_sft"}):
+        tracker.log_params({"unified_sft": to_dict(config)})
+        tracker.log_metrics(
+            {f"records/{k}": float(v) for k, v in counts.items()}
+            | {"global_step": float(outcome.global_step), "train_seconds": outcome.train_seconds}
+        )
+        for entry in outcome.log_history:
+            if "loss" in entry and "step" in entry:
+                tracker.log_metrics({"train_loss": float(entry["loss"])}, step=int(entry["step"]))
+        tracker.log_artifact(output_dir / "train_log.json")
+        log_training_curves(tracker, outcome.log_history, "unified_sft")

@@ -25,7 +25,9 @@ Writes `pairs.parquet` (TRL preference rows: `prompt`, `images`, `chosen`, `reje
 `chosen_score`, `rejected_score` and provenance: question id, ground truth, judge, sample
 counts), `quarantine.parquet` (rows the great-expectations suite rejected, with the reason),
 `stats.json` (kept, dropped per reason, ties, unparseable verdicts, swap disagreements, and how
-often the kept chosen answer is actually right), logged to MLflow.
+often the kept chosen answer is actually right) and `report.html` (the pair statistics as a
+figure: the Kubeflow HTML artifact); the run in MLflow gets stats.json, report.html and
+`plots/pair_stats.png`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from unireward.policy import pairs as P
 from unireward.policy.questions import PolicyQuestion, image_key, is_correct, make_questions
 
 JUDGE_KINDS = ("served", "oracle")
+REPORT = "report.html"
 
 
 @dataclass(frozen=True)
@@ -474,6 +477,7 @@ def run(
 ) -> BuildPairsResult:
     import pandas as pd
 
+    from unireward import plots
     from unireward.serving.serve import ServeConfig
     from unireward.tracking import make_tracker
 
@@ -519,6 +523,12 @@ def run(
     stats = pair_statistics(cands, decisions, counts, kept, len(bad))
     stats.update(sample_seconds=round(sampled_s, 1), judge_seconds=round(judge_s, 1))
     (output_dir / "stats.json").write_text(json.dumps({**stats, **source}, indent=2) + "\n")
+    asked, kept_by = (
+        Counter(c.question.attribute for c in cands),
+        Counter(r["attribute"] for r in kept),
+    )
+    figs = {"pair_stats": plots.pair_statistics(stats, asked, kept_by)}
+    (output_dir / REPORT).write_text(plots.html_page("build_pairs", figs))
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run(
         f"build_pairs-{config.judge}",
@@ -527,4 +537,7 @@ def run(
         tracker.log_params({"build_pairs": to_dict(config), "policy": str(policy_dir), **source})
         tracker.log_metrics(stats)
         tracker.log_artifact(output_dir / "stats.json")
+        tracker.log_artifact(output_dir / REPORT)
+        plots.log_figures(tracker, figs)
+    plots.close(figs)
     return BuildPairsResult(output_dir, len(kept), stats, time.perf_counter() - start)

@@ -137,6 +137,7 @@ def run(
     callbacks: list | None = None,
 ) -> DpoResult:
     from unireward.model.tiny import save_checkpoint
+    from unireward.plots import log_training_curves
     from unireward.policy.build_pairs import load_pairs
     from unireward.tracking import make_tracker
 
@@ -205,4 +206,5 @@ def run(
                 },
                 step=h.get("step"),
             )
+        log_training_curves(tracker, record.get("log_history", []), "dpo")
     return result

@@ -7,7 +7,9 @@ Both checkpoints answer the same held-out questions (`questions.make_questions`:
 seen colour-shape combinations in `eval_seen`, held-out combinations in `eval_unseen`), greedily;
 exact match per attribute (`questions.accuracy`). Writes `metrics.json`
 (`<before|after>/<split>/<attribute|mean|all>` and `delta/<split>/mean`), `answers.parquet`
-(every answer), logs the metrics to MLflow (`make_tracker`).
+(every answer) and `report.html` (accuracy before/after as a figure and a table of sample
+questions with both answers, the ones DPO changed first: the Kubeflow HTML artifact); logs the
+metrics, the directory (`evaluate_policy/`) and `plots/policy_accuracy.png` to MLflow.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from unireward.policy.questions import (
     POLICY_SPLITS,
     PolicyQuestion,
     accuracy,
+    is_correct,
     make_questions,
     prompt_messages,
 )
+
+SAMPLES_PER_SPLIT = 8  # sample questions per split in report.html
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ def run(
 
     import pandas as pd
 
+    from unireward import plots
     from unireward.tracking import make_tracker
 
     start = time.perf_counter()
@@ -151,8 +157,13 @@ def run(
         metrics[f"delta/{split}/mean"] = (
             metrics[f"after/{split}/mean"] - metrics[f"before/{split}/mean"]
         )
-    pd.concat(frames).to_parquet(output_dir / "answers.parquet", index=False)
+    answers = pd.concat(frames)
+    answers.to_parquet(output_dir / "answers.parquet", index=False)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    figs = {"policy_accuracy": plots.policy_accuracy(metrics)}
+    table = plots.samples_table(sample_rows(answers.to_dict("records"), questions))
+    report = plots.html_page("evaluate_policy", figs, body=f"<h3>samples</h3>{table}")
+    (output_dir / "report.html").write_text(report)
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run("evaluate_policy", tags={"stage": "evaluate_policy", **(tags or {})}):
         tracker.log_params(
@@ -160,7 +171,48 @@ def run(
         )
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
         tracker.log_artifacts(output_dir, "evaluate_policy")
+        plots.log_figures(tracker, figs)
+    plots.close(figs)
     return EvaluatePolicyResult(output_dir, metrics, time.perf_counter() - start)
+
+
+def sample_rows(
+    answers: list[dict[str, Any]],
+    questions: dict[str, list[PolicyQuestion]],
+    per_split: int = SAMPLES_PER_SPLIT,
+) -> list[dict[str, Any]]:
+    """Rows for `plots.samples_table`: per split up to `per_split` questions with the answer
+    before and after, those whose correctness DPO changed first, then the rest in order.
+    `answers` are answers.parquet's rows (qid, split, truth, answer, model)."""
+    import io
+
+    said = {(a["model"], a["split"], a["qid"]): a["answer"] for a in answers}
+    out = []
+    for split, qs in questions.items():
+        rows = []
+        for q in qs:
+            before, after = said.get(("before", split, q.qid)), said.get(("after", split, q.qid))
+            if before is None or after is None:
+                continue
+            ok = (is_correct(before, q.answer), is_correct(after, q.answer))
+            rows.append((ok[0] == ok[1], q, before, after, ok))
+        rows.sort(key=lambda r: r[0])  # stable: changed ones first, in question order
+        for _, q, before, after, (before_ok, after_ok) in rows[:per_split]:
+            png = io.BytesIO()
+            q.image.save(png, format="PNG")
+            out.append(
+                {
+                    "split": split,
+                    "question": q.question,
+                    "truth": q.answer,
+                    "before": before,
+                    "after": after,
+                    "before_ok": before_ok,
+                    "after_ok": after_ok,
+                    "image_png": png.getvalue(),
+                }
+            )
+    return out
 
 
 def format_table(metrics: dict[str, float]) -> str:

@@ -8,11 +8,15 @@ What it does, in order:
    `model/` - as plain files, so vLLM and transformers load it without an MLflow flavour;
 2. a new version of registered model `model_name` whose source is the absolute artifact URI of
    that `model/` directory (with run_id set, which an MLflow server requires for local paths);
-   the eval metrics are copied onto the version as `metric.<name>` tags for the registry UI;
 3. alias `challenger` moves to the new version; the version holding `champion` is compared to it
    by `unireward.registry.gate.promotion_decision` (champion metrics read from its run), and
    `champion` moves only on a pass;
-4. `output_dir/registration.json` records the result.
+4. the version gets a description (`describe`: what it is - stage, base, data, profile - its
+   headline metrics and the gate's decision with its reasons) and a few tags for the registry
+   list: `gate` and the headline metrics (`headline_metrics`) as `metric.<name>`. Every metric
+   stays on the run, where it belongs (the version links to it);
+5. `output_dir/registration.json` records the result, `output_dir/description.md` the
+   description.
 
 Consumers load the promoted judge with
 `mlflow.artifacts.download_artifacts(artifact_uri="models:/UnifiedReward@champion")`.
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 MODEL_ARTIFACT_PATH = "model"
+DESCRIPTION_FILE = "description.md"  # the version's description, beside registration.json
 METRIC_TAG_PREFIX = "metric."
 CHECKPOINT_MARKERS = ("config.json", "adapter_config.json")
 # Weight formats that unpickle (run code) on load: a served checkpoint must be safetensors only.
@@ -173,6 +178,82 @@ def _gate(
     return decision.promote, (compared, *decision.reasons)
 
 
+def headline_metrics(metrics: Mapping[str, float], primary: str) -> list[str]:
+    """The few metrics a version is known by: the primary one, its held-out counterpart
+    (`eval_unseen/<primary>`, or `eval_seen` -> `eval_unseen` inside the name) and the swap
+    consistency, those of them that `metrics` holds.
+
+    >>> headline_metrics({"a_mean": 1, "eval_unseen/a_mean": 1, "x": 1}, "a_mean")
+    ['a_mean', 'eval_unseen/a_mean']
+    """
+    unseen = [f"eval_unseen/{primary}", primary.replace("eval_seen", "eval_unseen")]
+    keys = dict.fromkeys([primary, *unseen, "swap_consistency_mean"])
+    return [k for k in keys if k in metrics]
+
+
+def _number(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4g}"
+
+
+def checkpoint_info(model_dir: Path) -> dict[str, Any]:
+    """The checkpoint's `unireward.json` (what the training stage recorded), {} without one."""
+    path = model_dir / "unireward.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def describe(
+    config: RegisterConfig,
+    info: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, Any],
+    promoted: bool,
+    reasons: tuple[str, ...],
+    champion_before: str | None,
+) -> str:
+    """The model version's description (markdown, as the MLflow UI renders it): what it is
+    (the stage that trained it, its base, its data, the profile), the headline metrics, and
+    the gate's decision: promoted to `champion`, or `challenger` only and why not."""
+    base = next(
+        (info[k] for k in ("base_model", "started_from", "policy", "judge") if k in info), "-"
+    )
+    data = next((info[k] for k in ("dataset", "samples", "pairs_dir") if k in info), "-")
+    what = [
+        f"{config.model_name}: checkpoint of stage `{info.get('stage', 'unknown')}`.",
+        "",
+        f"- base: `{base}`",
+        f"- data: `{data}`",
+        f"- profile: `{tags.get('profile', '-')}`",
+    ]
+    if "pipeline" in tags:
+        what.append(f"- pipeline: `{tags['pipeline']}`")
+    keys = [*headline_metrics(metrics, config.primary_metric)]
+    keys += [k for k in config.per_task_metrics if k in metrics and k not in keys]
+    table = ["| metric | value |", "|---|---|"]
+    table += [f"| {k} | {_number(metrics[k])} |" for k in keys]
+    if promoted:
+        gate = f"**Gate: promoted** to `{CHAMPION}` (and `{CHALLENGER}`)."
+    else:
+        stays = (
+            f"`{CHAMPION}` stays on version {champion_before}"
+            if champion_before
+            else (f"no version holds `{CHAMPION}`")
+        )
+        gate = f"**Gate: not promoted**: `{CHALLENGER}` only; {stays}."
+    return "\n".join(
+        [
+            *what,
+            "",
+            "Headline metrics (all of them are on the run):",
+            "",
+            *table,
+            "",
+            gate,
+            "",
+            *(f"- {r}" for r in reasons),
+        ]
+    )
+
+
 def run(
     config: RegisterConfig,
     model_dir: Path,
@@ -199,7 +280,10 @@ def run(
         source = tracker.artifact_uri(MODEL_ARTIFACT_PATH)
 
         model = _ensure_registered_model(client, name)
-        version_tags = {f"{METRIC_TAG_PREFIX}{k}": repr(v) for k, v in metrics.items()}
+        version_tags = {
+            f"{METRIC_TAG_PREFIX}{k}": _number(metrics[k])
+            for k in headline_metrics(metrics, config.primary_metric)
+        }
         mv = client.create_model_version(name, source, run_id=run_id, tags=version_tags)
         client.set_registered_model_alias(name, CHALLENGER, mv.version)
         promote, reasons = _gate(client, model, metrics, config)
@@ -207,7 +291,16 @@ def run(
             client.set_registered_model_alias(name, CHAMPION, mv.version)
         verdict = "promoted" if promote else "not promoted"
         client.set_model_version_tag(name, mv.version, "gate", verdict)
-        client.set_model_version_tag(name, mv.version, "gate.reasons", "\n".join(reasons))
+        text = describe(
+            config,
+            checkpoint_info(model_dir),
+            metrics,
+            run_tags,
+            promote,
+            reasons,
+            model.aliases.get(CHAMPION),
+        )
+        client.update_model_version(name, mv.version, description=text)
         tracker.set_tags({"gate": verdict, "model_version": mv.version})
 
     result = RegisterResult(
@@ -222,6 +315,7 @@ def run(
     (output_dir / "registration.json").write_text(
         json.dumps(dataclasses.asdict(result), indent=2) + "\n"
     )
+    (output_dir / DESCRIPTION_FILE).write_text(text + "\n")
     return result
 
 

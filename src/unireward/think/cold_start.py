@@ -42,6 +42,7 @@ from unireward import contract
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records, write_records
 from unireward.judge.examples import swap_record
+from unireward.plots import log_training_curves
 from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, TIE_ANSWERS, Mode, parse_task
 from unireward.think.teachers import Teacher, TeacherConfig, TeacherError, make_teacher
@@ -348,3 +349,4 @@ def _track(config, tracker, summary: dict, outcome: TrainOutcome, output_dir: Pa
                 tracker.log_metrics({"train_loss": float(entry["loss"])}, step=int(entry["step"]))
         tracker.log_artifacts(output_dir / DISTILL, DISTILL)
         tracker.log_artifact(output_dir / "train_log.json")
+        log_training_curves(tracker, outcome.log_history, "cold_start")

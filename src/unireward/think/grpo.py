@@ -317,6 +317,7 @@ def run(
 
 
 def _track(config: GrpoConfig, history: list, prompts: int, skipped, output_dir: Path) -> None:
+    from unireward.plots import log_training_curves
     from unireward.tracking import make_tracker
 
     tracker = make_tracker(config.tracking_uri, config.experiment)
@@ -338,3 +339,4 @@ def _track(config: GrpoConfig, history: list, prompts: int, skipped, output_dir:
         tracker.log_artifact(output_dir / "train_log.json")
         if (output_dir / "reward_curve.png").exists():
             tracker.log_artifact(output_dir / "reward_curve.png")
+        log_training_curves(tracker, history, "grpo")

@@ -58,6 +58,7 @@ def run(
 ) -> RsSftResult:
     from unireward.judge.unified_sft import record_stream
     from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.plots import log_training_curves
     from unireward.tracking import make_tracker
 
     output_dir = Path(output_dir)
@@ -111,4 +112,5 @@ def run(
             if "loss" in entry and "step" in entry:
                 tracker.log_metrics({"train_loss": float(entry["loss"])}, step=int(entry["step"]))
         tracker.log_artifact(output_dir / "train_log.json")
+        log_training_curves(tracker, outcome.log_history, "rs_sft")
     return RsSftResult(model_dir=output_dir, examples=len(rows), skipped=skipped, train=outcome)
