@@ -51,3 +51,28 @@ def test_the_stage_table_names_every_stage_once_and_each_name_is_real() -> None:
     assert dvc_stages <= {r[0] for r in rows}, "a DVC stage missing from the table"
     stage_commands = commands - {"report"}  # report prints a comparison; it is no stage
     assert stage_commands == {r[0] for r in rows if r[2] != "–"}
+
+
+def test_data_imports_nothing_above_it_and_each_module_imports_alone() -> None:
+    """unireward.data is the bottom layer (with tasks, contract, config): no import, at module
+    level or inside a function, reaches a layer above it, and each module imports on its own in
+    a fresh interpreter (an import circle fails one of them)."""
+    import subprocess
+    import sys
+
+    above = ("judge", "think", "eval", "policy", "serving", "registry", "model")
+    data = ROOT / "src" / "unireward" / "data"
+    modules = sorted(p.stem for p in data.glob("*.py") if p.stem != "__init__")
+    for name in modules:
+        tree = ast.parse((data / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                assert not (parts[0] == "unireward" and parts[1:2] and parts[1] in above), (
+                    f"data/{name}.py imports {node.module}"
+                )
+    for name in modules:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import unireward.data.{name}"], capture_output=True, text=True
+        )
+        assert done.returncode == 0, (name, done.stderr[-500:])

@@ -158,3 +158,10 @@ def test_build_pairs_judge_choice_is_checked(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'gpt'" in result.output and "oracle" in result.output
     result = runner.invoke(app, base)  # judge: served, no checkpoint, no URL
     assert result.exit_code == 2 and "--judge-model" in result.output
+
+
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"unireward {version('unireward')}"

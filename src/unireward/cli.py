@@ -68,6 +68,24 @@ Dataset = Annotated[Path, typer.Option("--dataset", help="Canonical dataset dire
 ModelDir = Annotated[Path, typer.Option("--model", "--model-dir", help="Checkpoint directory.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"unireward {version('unireward')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """unireward: train, evaluate and register a unified multimodal reward judge."""
+
+
 # --------------------------------------------------------------------------- shared adapters
 
 

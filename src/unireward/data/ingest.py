@@ -42,10 +42,9 @@ import pyarrow.parquet as pq
 
 from unireward.config import to_dict
 from unireward.data import formats, remote
-from unireward.data.media import file_sha256
+from unireward.data.media import file_sha256, resolve_media
 from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
 from unireward.data.shapes import ShapesConfig, generate
-from unireward.judge.examples import resolve_media
 from unireward.tracking import Tracker, make_tracker
 
 LINEAGE_FILE = "lineage.json"

@@ -23,12 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from unireward.judge.examples import resolve_media
-
 VIDEO_FRAMES = 8  # the judge contract: 8 uniformly sampled frames per video
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v"})
 MAX_VIDEO_FRAMES = 100_000  # demuxing stops here: a bigger "video" is refused, not decoded
 _MAGIC = ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"), (b"RIFF", ".webp"))
+
+
+def resolve_media(root: Path, rel: str) -> Path:
+    """`root/rel`, refusing absolute paths, `..` and symlinks that leave `root`."""
+    if Path(rel).is_absolute():
+        raise ValueError(f"media path {rel!r} is absolute; paths must be relative to the dataset")
+    root = root.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"media path {rel!r} escapes the dataset root {root}")
+    return path
 
 
 class MediaError(ValueError):

@@ -16,19 +16,9 @@ from typing import Any
 from PIL import Image
 
 from unireward import contract
+from unireward.data.media import resolve_media
 from unireward.data.schema import Record
 from unireward.tasks import Mode, Task, parse_mode, parse_task
-
-
-def resolve_media(root: Path, rel: str) -> Path:
-    """`root/rel`, refusing absolute paths, `..` and symlinks that leave `root`."""
-    if Path(rel).is_absolute():
-        raise ValueError(f"media path {rel!r} is absolute; paths must be relative to the dataset")
-    root = root.resolve()
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"media path {rel!r} escapes the dataset root {root}")
-    return path
 
 
 def load_image(root: Path, rel: str) -> Image.Image:
