@@ -132,3 +132,17 @@ def test_extends_that_loops_or_names_nothing_is_an_error(tmp_path: Path) -> None
     (tmp_path / "c.yaml").write_text("extends: missing.yaml\n")
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         load_params(tmp_path / "c.yaml")
+
+
+def test_a_work_in_progress_checkpoint_resumes_from_its_own_directory() -> None:
+    """models/*/resume.yaml (a long pretraining carried across sessions as a committed
+    checkpoint) loads into the pretrain_base config and points at a loadable checkpoint."""
+    from unireward.model.pretrain_base import PretrainBaseConfig
+
+    found = sorted((PARAMS.parent / "models").glob("*/resume.yaml"))
+    for path in found:
+        config = load_stage_config(PretrainBaseConfig, "pretrain_base", "instruct_base", path)
+        directory = PARAMS.parent / config.init_from
+        assert directory == path.parent, (path, config.init_from)
+        assert (directory / "config.json").is_file() and list(directory.glob("*.safetensors"))
+        assert config.train.seed != 0  # a new phase draws a stream of its own
