@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unireward.progress import enabled as progress_enabled
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -224,7 +226,7 @@ def trainer_arguments(params: TrainParams, output_dir: Path) -> dict[str, Any]:
         "report_to": "none",
         "remove_unused_columns": False,
         "dataloader_num_workers": params.dataloader_workers,
-        "disable_tqdm": True,
+        "disable_tqdm": not progress_enabled(),  # the Trainer's own bar, on a terminal only
         "save_only_model": False,  # keep optimizer + scheduler + RNG: a resume continues exactly
         "deepspeed": params.deepspeed or None,
         "ddp_backend": "gloo" if use_cpu and params.deepspeed else None,

@@ -45,6 +45,7 @@ from unireward.data import formats, remote
 from unireward.data.media import file_sha256, resolve_media
 from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
 from unireward.data.shapes import ShapesConfig, generate
+from unireward.progress import progress
 from unireward.tracking import Tracker, make_tracker
 
 LINEAGE_FILE = "lineage.json"
@@ -273,7 +274,7 @@ def copy_media(root: Path, output_dir: Path, rels: list[str]) -> tuple[int, int,
     linked = copied = 0
     skipped: list[str] = []
     done: set[str] = set()
-    for rel in rels:
+    for rel in progress(rels, "ingest media", len(rels)):
         try:
             src = resolve_media(root, rel)
         except ValueError as err:  # absolute, `..` out, symlink out, NUL byte: validate says which
@@ -298,7 +299,7 @@ def content_hash(dataset_dir: Path, exclude: tuple[str, ...] = (LINEAGE_FILE,)) 
     each file contributes its path and its own sha256, so renames change the hash too."""
     digest = hashlib.sha256()
     files = sorted(p for p in dataset_dir.rglob("*") if p.is_file() and p.name not in exclude)
-    for path in files:
+    for path in progress(files, "content hash", len(files)):
         rel = path.relative_to(dataset_dir).as_posix()
         digest.update(rel.encode() + b"\0" + file_sha256(path).encode() + b"\n")
     return f"sha256:{digest.hexdigest()}"

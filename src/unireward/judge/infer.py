@@ -13,6 +13,8 @@ from typing import Any
 
 from PIL import Image
 
+from unireward.progress import progress
+
 Prompt = tuple[list[dict[str, Any]], list[Image.Image]]
 
 
@@ -39,7 +41,8 @@ def generate_texts(
     torch.manual_seed(seed)
     outputs: list[str] = []
     try:
-        for start in range(0, len(prompts), batch_size):
+        starts = range(0, len(prompts), batch_size)
+        for start in progress(starts, f"generate ({len(prompts)} prompts)", len(starts)):
             batch = prompts[start : start + batch_size]
             texts = [
                 processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
