@@ -1,6 +1,6 @@
 """Progress bars: on a terminal only, never in logs or when UNIREWARD_PROGRESS=0.
 
-    .venv/bin/pytest tests/test_progress.py -q
+.venv/bin/pytest tests/test_progress.py -q
 """
 
 from __future__ import annotations
