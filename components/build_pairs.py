@@ -35,34 +35,30 @@ def build_pairs(
     """`pairs` is a directory: pairs.parquet (TRL preference rows), quarantine.parquet,
     stats.json, report.html, judge_choice.json (which of the four judges built them, and why:
     `judge_from`); `metrics` carries the pair statistics and `report` shows them."""
-    import json
     import shutil
     from pathlib import Path
 
     from unireward.config import from_dict
     from unireward.policy import build_pairs as stage
-    from unireward.policy import judge_choice
     from unireward.serving.serve import ServeConfig
 
     cfg = from_dict(stage.BuildPairsConfig, config, where="build_pairs")
     serve_cfg = from_dict(ServeConfig, serve_config, where="serve")
-    judges = {"unified": judge, "think": think_judge, "rs": rs_judge, "grpo": grpo_judge}
-    evaluations = judge_choice.read_evaluations(
-        {
-            "unified": Path(judge_evaluation.path),
-            "think": Path(think_evaluation.path),
-            "rs": Path(rs_evaluation.path),
-            "grpo": Path(grpo_evaluation.path),
-        }
-    )
-    choice = judge_choice.choose(evaluations, cfg.judge_from, cfg.judge_metric)
-    cfg = judge_choice.configure(cfg, choice["judge"])
+    models = {"unified": judge, "think": think_judge, "rs": rs_judge, "grpo": grpo_judge}
+    evaluations = {
+        "unified": judge_evaluation,
+        "think": think_evaluation,
+        "rs": rs_evaluation,
+        "grpo": grpo_evaluation,
+    }
     out = Path(pairs.path)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "judge_choice.json").write_text(json.dumps(choice, indent=2) + "\n")
-    chosen = Path(judges[choice["judge"]].path)
-    result = stage.run(
-        cfg, Path(policy.path), out, chosen, serve_cfg, tags={"judge_from": choice["judge"]}
+    result, choice = stage.run_with_best_judge(
+        cfg,
+        Path(policy.path),
+        out,
+        {name: Path(m.path) for name, m in models.items()},
+        {name: Path(e.path) for name, e in evaluations.items()},
+        serve_cfg,
     )
     shutil.copyfile(out / stage.REPORT, report.path)
     for key, value in sorted(result.stats.items()):

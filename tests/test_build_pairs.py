@@ -199,3 +199,29 @@ def test_a_judge_choice_that_cannot_be_made_is_a_clear_error() -> None:
         choose({"unified": {"a": 1.0}}, "rs", "a")
     with pytest.raises(ValueError, match="judge_from must be one of"):
         BuildPairsConfig(judge_from="biggest")
+
+
+def test_build_pairs_records_which_judge_it_took(tmp_path: Path) -> None:
+    """run_with_best_judge (the DAG's build_pairs): the evaluations decide, the choice is
+    written beside the pairs, and a Think judge's pairs are asked in CoT (provenance)."""
+    from unireward.policy.build_pairs import BuildPairsConfig, run_with_best_judge
+
+    metric = "image_understanding/pairwise_diff"
+    evaluations = {}
+    for name, value in (("unified", 0.5), ("think", 0.8), ("rs", 0.6), ("grpo", 0.7)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({metric: value}))
+        evaluations[name] = tmp_path / name
+    cfg = BuildPairsConfig(judge="oracle", prompts=8, samples=4, tracking_uri="null")
+    judges = dict.fromkeys(evaluations, POLICY)  # the oracle reads no checkpoint
+    result, choice = run_with_best_judge(cfg, POLICY, tmp_path / "out", judges, evaluations)
+    assert choice["judge"] == "think"
+    assert json.loads((tmp_path / "out" / "judge_choice.json").read_text()) == choice
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "out" / "pairs.parquet")
+    assert result.kept == len(rows) > 0
+    for provenance in rows["provenance"]:
+        assert json.loads(provenance)["cot"] is True  # a Think judge asks in CoT
+        assert json.loads(provenance)["scores"] == "pair_wins"
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["prompts"] == 8

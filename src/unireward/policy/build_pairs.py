@@ -541,3 +541,33 @@ def run(
         plots.log_figures(tracker, figs)
     plots.close(figs)
     return BuildPairsResult(output_dir, len(kept), stats, time.perf_counter() - start)
+
+
+def run_with_best_judge(
+    config: BuildPairsConfig,
+    policy_dir: Path,
+    output_dir: Path,
+    judges: dict[str, Path],
+    evaluations: dict[str, Path],
+    serve_config=None,
+) -> tuple[BuildPairsResult, dict[str, Any]]:
+    """`run` with the judge `judge_from` picks among the DAG's judges ({name: checkpoint},
+    {name: evaluation dir}; policy.judge_choice), set up for it (a Think judge asks in CoT and
+    ranks by pair wins); the choice and its reason go to judge_choice.json and the MLflow tags."""
+    from unireward.policy import judge_choice
+
+    choice = judge_choice.choose(
+        judge_choice.read_evaluations(evaluations), config.judge_from, config.judge_metric
+    )
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "judge_choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+    result = run(
+        judge_choice.configure(config, choice["judge"]),
+        policy_dir,
+        output_dir,
+        Path(judges[choice["judge"]]),
+        serve_config,
+        tags={"judge_from": choice["judge"]},
+    )
+    return result, choice
