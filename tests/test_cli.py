@@ -165,3 +165,27 @@ def test_version_prints_the_installed_version() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"unireward {version('unireward')}"
+
+
+def test_ingest_flags_override_params(tmp_path: Path) -> None:
+    """`ingest --source PATH --format FORMAT`: the flags win over params.yaml (whose source is
+    shapes://), and a format that does not exist is one `error:` line and exit 2."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        'ingest: {source: "shapes://", tracking_uri: "null"}\nprofiles: {quick: {}}\n'
+    )
+    base = ["ingest", "--params", str(params)]
+    bad = runner.invoke(app, [*base, "--source", str(tmp_path), "--format", "telepathy"])
+    assert bad.exit_code == 2 and "error:" in bad.output and "telepathy" in bad.output
+    assert "Traceback" not in bad.output
+    data = tmp_path / "data.jsonl"
+    turn = [{"from": "human", "value": "<image>\nQ"}, {"from": "gpt", "value": "A"}]
+    data.write_text(json.dumps({"id": "a", "image": "x.png", "conversations": turn}) + "\n")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, [*base, "--source", str(data), "--format", "llava", "--output-dir", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["files"] == {"data.jsonl": {"format": "llava", "records": 1}}
+    assert lineage["generator"] is None  # not the shapes world of params.yaml

@@ -108,6 +108,16 @@ def _load(cls: type[T], stage: str, profile: str, params: Path) -> T:
         return load_stage_config(cls, stage, profile, params)
 
 
+def _override(config: T, **fields: Any) -> T:
+    """`config` with the ad-hoc flags a user gave (None = not given) on top of params; the
+    config validates them as it validates params (a bad value: `error: ...`, exit 2)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    if not given:
+        return config
+    with _user_errors():
+        return dataclasses.replace(config, **given)
+
+
 def _require(*paths: Path) -> None:
     with _user_errors():
         for path in paths:
@@ -161,6 +171,14 @@ def pretrain_base(
 @app.command("ingest")
 def ingest(
     output_dir: OutputDir = Path("runs/ingest"),
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Overrides ingest.source: a path, s3://, dvc://, shapes://"),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="Overrides ingest.format: auto, canonical or a format name."),
+    ] = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -168,6 +186,7 @@ def ingest(
     from unireward.data import ingest as stage
 
     config = _load(stage.IngestConfig, "ingest", profile, params)
+    config = _override(config, source=source, format=format)
     with _user_errors():
         result = stage.run(config, output_dir)
     _echo("ingest", result)
