@@ -189,3 +189,29 @@ def test_ingest_flags_override_params(tmp_path: Path) -> None:
     lineage = json.loads((out / "lineage.json").read_text())
     assert lineage["files"] == {"data.jsonl": {"format": "llava", "records": 1}}
     assert lineage["generator"] is None  # not the shapes world of params.yaml
+
+
+def test_max_steps_overrides_the_training_steps_of_every_trainer() -> None:
+    """`--max-steps` reaches the config of each training stage (`train.max_steps`, GRPO's own
+    `max_steps`) through the one adapter, and an impossible value is `error:` and exit 2."""
+    import click
+    import typer
+
+    from unireward.cli import _stage
+    from unireward.judge.unified_sft import UnifiedSftConfig
+    from unireward.policy.dpo import DpoConfig
+    from unireward.think.grpo import GrpoConfig
+
+    for cls, stage in ((UnifiedSftConfig, "unified_sft"), (DpoConfig, "dpo")):
+        config = _stage(
+            cls, stage, "quick", Path("params.yaml"), overrides={"train.max_steps": 900}
+        )
+        assert config.train.max_steps == 900
+    grpo = _stage(GrpoConfig, "grpo", "quick", Path("params.yaml"), overrides={"max_steps": 5})
+    assert grpo.max_steps == 5
+    with pytest.raises((typer.Exit, click.exceptions.Exit)):
+        _stage(DpoConfig, "dpo", "quick", Path("params.yaml"), overrides={"train.nope": 1})
+    for stage in ("pretrain_base", "unified_sft", "cold_start", "rs_sft", "grpo", "dpo"):
+        assert "--max-steps" in runner.invoke(app, [stage, "--help"]).output
+    bad = runner.invoke(app, ["dpo", "--max-steps", "-3", "--policy", "params.yaml"])
+    assert bad.exit_code == 2 and "error: max_steps" in bad.output, bad.output

@@ -29,7 +29,10 @@
     unireward evaluate_policy --before models/policy-tiny --after runs/dpo
 
 Every stage subcommand takes `--params params.yaml --profile quick`: the stage's config is the
-`params.yaml` section of the same name with the profile's overrides (`unireward.config`).
+`params.yaml` section of the same name with the profile's overrides (`unireward.config`), and
+the ad-hoc flags on top (`--max-steps` on the training stages, `ingest --source/--format`, ...).
+Each subcommand is the same two calls: `_stage` (config, flags, input paths) and `_run` (the
+stage's `run()`, its errors, its one-line summary).
 Stage modules are imported inside the subcommands so `--help` stays fast and torch-free.
 
 Bad input (unknown profile, missing file, a config key that does not exist, an unknown task)
@@ -41,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -53,6 +56,7 @@ from unireward.eval.report import format_comparison
 from unireward.tasks import TASKS, parse_task
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 app = typer.Typer(
     help="unireward: train, evaluate and register a unified multimodal reward judge.",
@@ -103,26 +107,62 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(code=2) from None
 
 
-def _load(cls: type[T], stage: str, profile: str, params: Path) -> T:
+def _replace(config: Any, path: str, value: Any) -> Any:
+    """`config` with the field at dotted `path` (e.g. "train.max_steps") set to `value`; every
+    dataclass on the way re-validates in its __post_init__."""
+    head, _, rest = path.partition(".")
+    if not hasattr(config, head):
+        raise ValueError(f"{type(config).__name__} has no field {head!r}")
+    inner = _replace(getattr(config, head), rest, value) if rest else value
+    return dataclasses.replace(config, **{head: inner})
+
+
+def _stage(
+    cls: type[T],
+    stage: str,
+    profile: str,
+    params: Path,
+    *,
+    inputs: Iterable[Path | None] = (),
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """What every stage subcommand does before it runs: the `params` section `stage` with the
+    profile's overrides, the ad-hoc flags the user gave on top (`overrides`: a dotted field
+    path -> value, None = not given; validated like params), and its input paths checked. Each
+    failure is one `error: ...` line and exit 2."""
     with _user_errors():
-        return load_stage_config(cls, stage, profile, params)
+        config = load_stage_config(cls, stage, profile, params)
+        for path, value in (overrides or {}).items():
+            if value is not None:
+                config = _replace(config, path, value)
+    _require(*inputs)
+    return config
 
 
-def _override(config: T, **fields: Any) -> T:
-    """`config` with the ad-hoc flags a user gave (None = not given) on top of params; the
-    config validates them as it validates params (a bad value: `error: ...`, exit 2)."""
-    given = {k: v for k, v in fields.items() if v is not None}
-    if not given:
-        return config
-    with _user_errors():
-        return dataclasses.replace(config, **given)
-
-
-def _require(*paths: Path) -> None:
+def _require(*paths: Path | None) -> None:
     with _user_errors():
         for path in paths:
-            if not path.exists():
+            if path is not None and not path.exists():
                 raise FileNotFoundError(f"{path} does not exist")
+
+
+def _run(
+    stage: str,
+    run: Callable[[], R],
+    extra: Callable[[R], Mapping[str, Any]] | None = None,
+    failures: tuple[type[Exception], ...] = (),
+) -> R:
+    """Run a stage and print its one-line summary (`stage: {json}`, with `extra(result)`).
+    A user error is `error: ...` and exit 2; one of the stage's own `failures` (e.g. a dataset
+    that fails validation) is `<stage> failed: ...` and exit 1."""
+    with _user_errors():
+        try:
+            result = run()
+        except failures as err:
+            typer.echo(f"{stage} failed: {err}", err=True)
+            raise typer.Exit(code=1) from None
+    _echo(stage, result, extra(result) if extra else None)
+    return result
 
 
 def _jsonable(value: Any) -> Any:
@@ -154,18 +194,33 @@ def _echo(stage: str, result: Any, extra: Mapping[str, Any] | None = None) -> No
 # --------------------------------------------------------------------------- stages
 
 
+MaxSteps = Annotated[
+    int | None, typer.Option("--max-steps", help="Overrides the stage's training steps.")
+]
+
+
 @app.command("pretrain_base")
 def pretrain_base(
     output_dir: OutputDir = Path("models/base-tiny"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """Stage 0: train the tiny base VLM to see the shapes world (embedded default only)."""
     from unireward.model import pretrain_base as stage
 
-    config = _load(stage.PretrainBaseConfig, "pretrain_base", profile, params)
-    result = stage.run(config, output_dir)
-    _echo("pretrain_base", result, {"steps": result.train.global_step, **result.perception})
+    config = _stage(
+        stage.PretrainBaseConfig,
+        "pretrain_base",
+        profile,
+        params,
+        overrides={"train.max_steps": max_steps},
+    )
+    _run(
+        "pretrain_base",
+        lambda: stage.run(config, output_dir),
+        lambda r: {"steps": r.train.global_step, **r.perception},
+    )
 
 
 @app.command("ingest")
@@ -185,11 +240,14 @@ def ingest(
     """Stage 1: read the configured source into a canonical dataset."""
     from unireward.data import ingest as stage
 
-    config = _load(stage.IngestConfig, "ingest", profile, params)
-    config = _override(config, source=source, format=format)
-    with _user_errors():
-        result = stage.run(config, output_dir)
-    _echo("ingest", result)
+    config = _stage(
+        stage.IngestConfig,
+        "ingest",
+        profile,
+        params,
+        overrides={"source": source, "format": format},
+    )
+    _run("ingest", lambda: stage.run(config, output_dir))
 
 
 @app.command("validate")
@@ -199,17 +257,16 @@ def validate(
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
-    """Stage 2: check a dataset; quarantine bad records; fail past the threshold."""
+    """Stage 2: check a dataset; quarantine bad records; fail past the threshold (exit 1, the
+    report in OUTPUT_DIR/report.html)."""
     from unireward.data import validate as stage
 
-    config = _load(stage.ValidateConfig, "validate", profile, params)
-    _require(dataset)
-    try:
-        result = stage.run(config, dataset, output_dir)
-    except stage.ValidationFailed as err:
-        typer.echo(f"validate failed: {err} (report: {output_dir / 'report.html'})", err=True)
-        raise typer.Exit(code=1) from None
-    _echo("validate", result)
+    config = _stage(stage.ValidateConfig, "validate", profile, params, inputs=[dataset])
+    _run(
+        "validate",
+        lambda: stage.run(config, dataset, output_dir),
+        failures=(stage.ValidationFailed,),
+    )
 
 
 @app.command("unified_sft")
@@ -219,17 +276,26 @@ def unified_sft(
     ] = Path("models/base-tiny"),
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/unified_sft"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """Stage 3: SFT the base VLM into the unified judge (4 tasks x pairwise/pointwise)."""
     from unireward.judge import unified_sft as stage
 
-    config = _load(stage.UnifiedSftConfig, "unified_sft", profile, params)
-    _require(base_model, dataset)
-    with _user_errors():
-        result = stage.run(config, base_model, dataset, output_dir)
-    _echo("unified_sft", result, {"steps": result.train.global_step})
+    config = _stage(
+        stage.UnifiedSftConfig,
+        "unified_sft",
+        profile,
+        params,
+        inputs=[base_model, dataset],
+        overrides={"train.max_steps": max_steps},
+    )
+    _run(
+        "unified_sft",
+        lambda: stage.run(config, base_model, dataset, output_dir),
+        lambda r: {"steps": r.train.global_step},
+    )
 
 
 @app.command("cold_start")
@@ -242,6 +308,7 @@ def cold_start(
     base: Annotated[
         Path, typer.Option("--base", help="Base model, the start with config `init: base`.")
     ] = Path("models/base-tiny"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -249,15 +316,20 @@ def cold_start(
     `init: base`, the base model) on them."""
     from unireward.think import cold_start as stage
 
-    config = _load(stage.ColdStartConfig, "cold_start", profile, params)
+    config = _stage(
+        stage.ColdStartConfig,
+        "cold_start",
+        profile,
+        params,
+        overrides={"train.max_steps": max_steps},
+    )
     _require(dataset, base if config.init == "base" else judge)
-    try:
-        with _user_errors():
-            result = stage.run(config, judge, dataset, output_dir, base_dir=base)
-    except stage.TeacherFailures as err:
-        typer.echo(f"cold_start failed: {err}", err=True)
-        raise typer.Exit(code=1) from None
-    _echo("cold_start", result, {"steps": result.train.global_step})
+    _run(
+        "cold_start",
+        lambda: stage.run(config, judge, dataset, output_dir, base_dir=base),
+        lambda r: {"steps": r.train.global_step},
+        failures=(stage.TeacherFailures,),
+    )
 
 
 Judge = Annotated[
@@ -280,14 +352,15 @@ def rejection_sample(
     """Stage 5: k CoT judgements per pair; correct ones -> SFT data, missed pairs -> GRPO data."""
     from unireward.think import rejection_sample as stage
 
-    config = _load(stage.RejectionSampleConfig, "rejection_sample", profile, params)
-    if backend is not None:
-        with _user_errors():
-            config = dataclasses.replace(config, backend=backend)
-    _require(judge, dataset)
-    with _user_errors():
-        result = stage.run(config, judge, dataset, output_dir)
-    _echo("rejection_sample", result)
+    config = _stage(
+        stage.RejectionSampleConfig,
+        "rejection_sample",
+        profile,
+        params,
+        inputs=[judge, dataset],
+        overrides={"backend": backend},
+    )
+    _run("rejection_sample", lambda: stage.run(config, judge, dataset, output_dir))
 
 
 @app.command("rs_sft")
@@ -296,17 +369,26 @@ def rs_sft(
     samples: Samples = Path("runs/rejection_sample"),
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/rs_sft"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """Stage 6: SFT the judge on its own correct CoT judgements (rejection_sample's)."""
     from unireward.think import rs_sft as stage
 
-    config = _load(stage.RsSftConfig, "rs_sft", profile, params)
-    _require(judge, samples, dataset)
-    with _user_errors():
-        result = stage.run(config, judge, samples, dataset, output_dir)
-    _echo("rs_sft", result, {"steps": result.train.global_step})
+    config = _stage(
+        stage.RsSftConfig,
+        "rs_sft",
+        profile,
+        params,
+        inputs=[judge, samples, dataset],
+        overrides={"train.max_steps": max_steps},
+    )
+    _run(
+        "rs_sft",
+        lambda: stage.run(config, judge, samples, dataset, output_dir),
+        lambda r: {"steps": r.train.global_step},
+    )
 
 
 @app.command("grpo")
@@ -315,17 +397,22 @@ def grpo(
     samples: Samples = Path("runs/rejection_sample"),
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/grpo"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """Stage 7: GRPO on the pairs the judge missed, reward = format + accuracy."""
     from unireward.think import grpo as stage
 
-    config = _load(stage.GrpoConfig, "grpo", profile, params)
-    _require(judge, samples, dataset)
-    with _user_errors():
-        result = stage.run(config, judge, samples, dataset, output_dir)
-    _echo("grpo", result)
+    config = _stage(
+        stage.GrpoConfig,
+        "grpo",
+        profile,
+        params,
+        inputs=[judge, samples, dataset],
+        overrides={"max_steps": max_steps},
+    )
+    _run("grpo", lambda: stage.run(config, judge, samples, dataset, output_dir))
 
 
 @app.command("evaluate")
@@ -349,14 +436,19 @@ def evaluate(
     """Stage 8: per task/mode accuracy, swap consistency and Spearman on held-out splits."""
     from unireward.eval import evaluate as stage
 
-    config = _load(stage.EvaluateConfig, "evaluate", profile, params)
-    if cot:
-        config = dataclasses.replace(config, cot=True)
-    _require(model, dataset, *([samples] if samples else []))
-    with _user_errors():
-        result = stage.run(config, model, dataset, output_dir, name=name, samples_dir=samples)
-    means = {k: _jsonable(v) for k, v in result.metrics.items() if k.endswith("_mean")}
-    _echo("evaluate", result, means)
+    config = _stage(
+        stage.EvaluateConfig,
+        "evaluate",
+        profile,
+        params,
+        inputs=[model, dataset, samples],
+        overrides={"cot": True if cot else None},
+    )
+    _run(
+        "evaluate",
+        lambda: stage.run(config, model, dataset, output_dir, name=name, samples_dir=samples),
+        lambda r: {k: _jsonable(v) for k, v in r.metrics.items() if k.endswith("_mean")},
+    )
 
 
 @app.command("ablation")
@@ -375,11 +467,14 @@ def ablation(
     """The UnifiedReward-Think ablation: one table per split across the evaluated judges."""
     from unireward.eval import ablation as stage
 
-    config = _load(stage.AblationConfig, "ablation", profile, params)
-    with _user_errors():
+    config = _stage(stage.AblationConfig, "ablation", profile, params)
+
+    def run():
         result = stage.run(config, stage.parse_evaluations(evaluation), output_dir)
-    typer.echo(result.table_path.read_text())
-    _echo("ablation", result)
+        typer.echo(result.table_path.read_text())
+        return result
+
+    _run("ablation", run)
 
 
 @app.command("register")
@@ -395,11 +490,12 @@ def register(
     """Stage 9: register the checkpoint in MLflow (alias challenger) and run the gate."""
     from unireward.registry import register as stage
 
-    config = _load(stage.RegisterConfig, "register", profile, params)
-    _require(model, metrics)
-    with _user_errors():
-        result = stage.run(config, model, metrics, output_dir, tags={"profile": profile})
-    _echo("register", result, {"reasons": list(result.reasons)})
+    config = _stage(stage.RegisterConfig, "register", profile, params, inputs=[model, metrics])
+    _run(
+        "register",
+        lambda: stage.run(config, model, metrics, output_dir, tags={"profile": profile}),
+        lambda r: {"reasons": list(r.reasons)},
+    )
 
 
 @app.command("serve")
@@ -417,9 +513,7 @@ def serve(
 
     from unireward.serving import serve as stage
 
-    config = _load(stage.ServeConfig, "serve", profile, params)
-    if model is not None:
-        _require(model)
+    config = _stage(stage.ServeConfig, "serve", profile, params, inputs=[model])
 
     def _stop(signum, frame):  # SIGTERM (kill, Kubernetes) leaves the block like Ctrl-C
         raise KeyboardInterrupt
@@ -454,17 +548,26 @@ def policy_sft(
         Path, typer.Option("--base-model", help="Base checkpoint directory.")
     ] = Path("models/base-tiny"),
     output_dir: OutputDir = Path("models/policy-tiny"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """The embedded policy: the base taught to answer shapes-world questions imperfectly."""
     from unireward.policy import policy_sft as stage
 
-    config = _load(stage.PolicySftConfig, "policy_sft", profile, params)
-    _require(base_model)
-    with _user_errors():
-        result = stage.run(config, base_model, output_dir)
-    _echo("policy_sft", result, {"steps": result.train.global_step, **result.accuracy})
+    config = _stage(
+        stage.PolicySftConfig,
+        "policy_sft",
+        profile,
+        params,
+        inputs=[base_model],
+        overrides={"train.max_steps": max_steps},
+    )
+    _run(
+        "policy_sft",
+        lambda: stage.run(config, base_model, output_dir),
+        lambda r: {"steps": r.train.global_step, **r.accuracy},
+    )
 
 
 PolicyDir = Annotated[Path, typer.Option("--policy", help="Policy checkpoint directory.")]
@@ -491,17 +594,22 @@ def build_pairs(
     from unireward.policy import build_pairs as stage
     from unireward.serving.serve import ServeConfig
 
-    config = _load(stage.BuildPairsConfig, "build_pairs", profile, params)
-    serve_config = _load(ServeConfig, "serve", profile, params)
-    with _user_errors():
-        changes = {k: v for k, v in (("judge", judge), ("judge_url", judge_url)) if v is not None}
-        config = dataclasses.replace(config, **changes)
-    _require(policy, *([judge_model] if judge_model else []))
-    with _user_errors():
-        result = stage.run(
+    config = _stage(
+        stage.BuildPairsConfig,
+        "build_pairs",
+        profile,
+        params,
+        inputs=[policy, judge_model],
+        overrides={"judge": judge, "judge_url": judge_url},
+    )
+    serve_config = _stage(ServeConfig, "serve", profile, params)
+    _run(
+        "build_pairs",
+        lambda: stage.run(
             config, policy, output_dir, judge_model, serve_config, tags={"profile": profile}
-        )
-    _echo("build_pairs", result, result.stats)
+        ),
+        lambda r: r.stats,
+    )
 
 
 @app.command("dpo")
@@ -511,17 +619,22 @@ def dpo(
         "runs/build_pairs"
     ),
     output_dir: OutputDir = Path("runs/dpo"),
+    max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """Stage 12: TRL DPO on the policy with the preference pairs (resumable)."""
     from unireward.policy import dpo as stage
 
-    config = _load(stage.DpoConfig, "dpo", profile, params)
-    _require(policy, pairs)
-    with _user_errors():
-        result = stage.run(config, policy, pairs, output_dir, tags={"profile": profile})
-    _echo("dpo", result)
+    config = _stage(
+        stage.DpoConfig,
+        "dpo",
+        profile,
+        params,
+        inputs=[policy, pairs],
+        overrides={"train.max_steps": max_steps},
+    )
+    _run("dpo", lambda: stage.run(config, policy, pairs, output_dir, tags={"profile": profile}))
 
 
 @app.command("evaluate_policy")
@@ -537,12 +650,16 @@ def evaluate_policy(
     """Stage 13: both policies on held-out shapes-world questions, accuracy per attribute."""
     from unireward.policy import evaluate_policy as stage
 
-    config = _load(stage.EvaluatePolicyConfig, "evaluate_policy", profile, params)
-    _require(before, after)
-    with _user_errors():
+    config = _stage(
+        stage.EvaluatePolicyConfig, "evaluate_policy", profile, params, inputs=[before, after]
+    )
+
+    def run():
         result = stage.run(config, before, after, output_dir, tags={"profile": profile})
-    typer.echo(stage.format_table(result.metrics))
-    _echo("evaluate_policy", result)
+        typer.echo(stage.format_table(result.metrics))
+        return result
+
+    _run("evaluate_policy", run)
 
 
 # --------------------------------------------------------------------------- report

@@ -68,8 +68,15 @@ class PretrainBaseConfig:
     # Continue from this checkpoint (its tokenizer and weights) instead of a random model: a
     # later curriculum phase. Empty = build the tokenizer and a random model.
     init_from: str = ""
+    # Share of examples whose question comes before the items ("Which image shows ...?
+    # Image 1: <image> Image 2: <image>") instead of after them. Instruct data has both; the
+    # judge contract puts its candidates last, and a comparison with the question first can be
+    # matched at the items' own tokens (docs/research/instruct-base.md).
+    question_first: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.question_first <= 1.0:
+            raise ValueError(f"question_first must be in [0, 1], got {self.question_first}")
         if self.mix:
             shapes.check_mix(self.mix)
         if self.model.image_size != self.shapes.image_size:
@@ -153,14 +160,17 @@ def tokenizer_corpus(cfg: shapes.ShapesConfig, n_perception: int = 2000) -> list
 # --------------------------------------------------------------------------- examples
 
 
-def perception_to_example(ex: shapes.PerceptionExample) -> dict[str, Any]:
+def perception_to_example(
+    ex: shapes.PerceptionExample, question_first: bool = False
+) -> dict[str, Any]:
     many = len(ex.items) > 1
     noun = "Video" if len(ex.items[0]) > 1 else "Image"
     content: list[dict[str, Any]] = []
     for i, item in enumerate(ex.items):
         content.append({"type": "text", "text": f"{noun} {i + 1}:" if many else f"{noun}:"})
         content.extend({"type": "image"} for _ in item)
-    content.append({"type": "text", "text": ex.question})
+    question = {"type": "text", "text": ex.question}
+    content = [question, *content] if question_first else [*content, question]
     return {
         "prompt": [{"role": "user", "content": content}],
         "completion": [{"role": "assistant", "content": [{"type": "text", "text": ex.answer}]}],
@@ -174,21 +184,44 @@ def corpus_example(config: PretrainBaseConfig, i: int) -> shapes.PerceptionExamp
     return shapes.perception_example(rng, config.shapes, config.train_combos, config.mix)
 
 
+def asks_first(config: PretrainBaseConfig, i: int) -> bool:
+    """Whether the i-th example of the stream puts its question before the items (a draw of
+    its own, so the examples themselves do not depend on `question_first`)."""
+    if config.question_first in (0.0, 1.0):
+        return config.question_first == 1.0
+    return bool(np.random.default_rng([config.train.seed, i, 1]).random() < config.question_first)
+
+
 def perception_accuracy(
-    model, processor, cfg: shapes.ShapesConfig, n: int, combos, seed: int, mix=None
+    model,
+    processor,
+    cfg: shapes.ShapesConfig,
+    n: int,
+    combos,
+    seed: int,
+    mix=None,
+    question_first: float = 0.0,
 ):
-    """Exact-match accuracy per question kind on `n` fresh examples from `combos`."""
+    """Exact-match accuracy per question kind on `n` fresh examples from `combos`, in the
+    layouts the stream uses (`question_first`). `all_compare` is every two-item question,
+    `all_compare_question_first` / `_last` the same by layout."""
     from unireward.judge.infer import generate_texts
 
     rng = np.random.default_rng(seed)
     examples = [shapes.perception_example(rng, cfg, combos, mix) for _ in range(n)]
-    prompts = [(e["prompt"], e["images"]) for e in map(perception_to_example, examples)]
+    first = rng.random(n) < question_first
+    prompts = [
+        (e["prompt"], e["images"]) for e in map(perception_to_example, examples, first.tolist())
+    ]
     answers = generate_texts(model, processor, prompts, max_new_tokens=12, batch_size=32)
     hits: dict[str, list[bool]] = defaultdict(list)
-    for ex, answer in zip(examples, answers, strict=True):
+    for ex, q_first, answer in zip(examples, first, answers, strict=True):
         hit = answer.strip().lower() == ex.answer.lower()
         hits[ex.kind].append(hit)
         hits["all"].append(hit)
+        if len(ex.items) > 1:
+            hits["all_compare"].append(hit)
+            hits["all_compare_question_" + ("first" if q_first else "last")].append(hit)
     return {k: float(np.mean(v)) for k, v in sorted(hits.items())}
 
 
@@ -199,7 +232,9 @@ def measure(model, processor, config: PretrainBaseConfig, n: int, seed: int = 10
     for k, (split, combos) in enumerate(
         (("seen", shapes.SEEN_COMBOS), ("unseen", shapes.UNSEEN_COMBOS)), start=1
     ):
-        acc = perception_accuracy(model, processor, config.shapes, n, combos, seed + k, config.mix)
+        acc = perception_accuracy(
+            model, processor, config.shapes, n, combos, seed + k, config.mix, config.question_first
+        )
         out.update({f"{split}/{kind}": v for kind, v in acc.items()})
     return out
 
@@ -243,7 +278,7 @@ def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
         model = build_model(config.model, tokenizer)
 
     def make(i: int) -> dict[str, Any]:
-        return perception_to_example(corpus_example(config, i))
+        return perception_to_example(corpus_example(config, i), asks_first(config, i))
 
     stream = example_stream(make, shards=max(1, config.train.dataloader_workers))
     callbacks = [probe_callback(config, processor, output_dir)] if config.probe_steps else None
