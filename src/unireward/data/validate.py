@@ -62,6 +62,7 @@ from unireward.data.ingest import (
 )
 from unireward.data.media import resolve_inside
 from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
+from unireward.progress import progress
 from unireward.tasks import SCORE_RANGE, TIE_ANSWERS, Mode, Task
 
 QUARANTINE_FILE = "quarantine.parquet"
@@ -227,12 +228,12 @@ def probe_all(root: Path, rels: list[str], config: ValidateConfig) -> dict[str, 
     """`probe_media` for every path; in `config.workers` processes when there are many."""
     workers = config.workers or os.cpu_count() or 1
     if workers == 1 or len(rels) < _PARALLEL_MIN:
-        return {f.rel: f for f in _probe_chunk(root, rels, config)}
+        return {rel: probe_media(root, rel, config) for rel in progress(rels, "media", len(rels))}
     size = max(64, len(rels) // (workers * 8))
     chunks = [rels[i : i + size] for i in range(0, len(rels), size)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = pool.map(_probe_chunk, [root] * len(chunks), chunks, [config] * len(chunks))
-        return {f.rel: f for chunk in results for f in chunk}
+        return {f.rel: f for chunk in progress(results, "media", len(chunks)) for f in chunk}
 
 
 def media_limit_reason(f: MediaFacts, failed: set[str], config: ValidateConfig) -> str | None:

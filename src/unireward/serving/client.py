@@ -47,6 +47,7 @@ from PIL import Image
 
 from unireward import contract
 from unireward.contract import PairVerdict, PointScore
+from unireward.progress import gather_progress
 from unireward.serving.preference import combine_swapped, disagree, unswap, win_rates
 from unireward.tasks import Mode, Task, normalise_score, parse_mode, parse_task
 
@@ -349,7 +350,7 @@ class RewardClient:
             backward = (
                 [self._ask_pair(session, q.swapped(), encode) for q in queries] if swap else []
             )
-            replies = await asyncio.gather(*forward, *backward)
+            replies = await gather_progress([*forward, *backward], "judge pairs")
         finally:
             await session.close()
         out = []
@@ -386,7 +387,9 @@ class RewardClient:
     async def ascore(self, queries: Sequence[ScoreQuery]) -> list[ScoreResult]:
         session, encode = _Session(self.config, self.stats), _memo_encoder()
         try:
-            replies = await asyncio.gather(*(self._ask_score(session, q, encode) for q in queries))
+            replies = await gather_progress(
+                [self._ask_score(session, q, encode) for q in queries], "judge scores"
+            )
         finally:
             await session.close()
         return [_score_result(q, r) for q, r in zip(queries, replies, strict=True)]

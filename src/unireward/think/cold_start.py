@@ -43,6 +43,7 @@ from unireward.config import to_dict
 from unireward.data.schema import Record, read_records, write_records
 from unireward.judge.examples import swap_record
 from unireward.plots import log_training_curves
+from unireward.progress import progress
 from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, TIE_ANSWERS, Mode, parse_task
 from unireward.think.teachers import Teacher, TeacherConfig, TeacherError, make_teacher
@@ -200,7 +201,7 @@ def distill(
         return Outcome(index, record.id, record.task, status, reason, text, record.label)
 
     with ThreadPoolExecutor(max_workers=max_concurrency) as pool:
-        outcomes = list(pool.map(ask, range(len(items))))
+        outcomes = list(progress(pool.map(ask, range(len(items))), "teacher", len(items)))
     kept = [dataclasses.replace(items[o.index], cot=o.text) for o in outcomes if o.status == "kept"]
     return Distillation(outcomes=outcomes, kept=kept)
 

@@ -45,6 +45,7 @@ from typing import Any
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records, write_records
 from unireward.data.teacher import evidence
+from unireward.progress import progress
 from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
 from unireward.tasks import TASKS, Mode, parse_task
 from unireward.think.cold_start import select_items
@@ -214,7 +215,7 @@ def sample_from_server(
         return [c.message.content or "" for c in sorted(reply.choices, key=lambda c: c.index)]
 
     with ThreadPoolExecutor(max_workers=config.vllm_max_concurrency) as pool:
-        return list(pool.map(ask, range(len(items))))
+        return list(progress(pool.map(ask, range(len(items))), "sample (vllm)", len(items)))
 
 
 def sample(
