@@ -17,9 +17,11 @@ def register(
     registration: Output[Artifact],
     description: Output[Markdown],
     tags: dict = {},  # noqa: B006 - KFP parameter default, never mutated
+    profile: str = "",
 ):
     """`registration` is a directory holding registration.json (version, aliases, reasons) and
-    description.md, the model version's description (`description`, for the UI)."""
+    description.md, the model version's description (`description`, for the UI). `profile`
+    (the params profile the run was compiled with) joins the version's tags."""
     import shutil
     from pathlib import Path
 
@@ -33,7 +35,7 @@ def register(
         Path(model.path),
         Path(evaluation.path) / "metrics.json",
         Path(registration.path),
-        tags=tags,
+        tags={**tags, **({"profile": profile} if profile else {})},
     )
     shutil.copyfile(Path(registration.path) / stage.DESCRIPTION_FILE, description.path)
     registration.metadata.update(summary(result))

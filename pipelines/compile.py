@@ -42,6 +42,7 @@ def compile_pipeline(
             "base_model_uri": base_model_uri,
             "policy_model_uri": policy_model_uri,
             **stage_configs(profile, params_path=params),
+            "profile": profile,
         },
     )
     return output

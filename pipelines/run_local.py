@@ -140,7 +140,10 @@ def run_pipeline(
         warnings.filterwarnings("ignore", message=".*custom or non-Python base image")
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
         task = unireward_pipeline(
-            base_model_uri=str(base_model), policy_model_uri=str(policy_model), **configs
+            base_model_uri=str(base_model),
+            policy_model_uri=str(policy_model),
+            profile=profile,
+            **configs,
         )
     seconds = time.perf_counter() - start
 

@@ -139,6 +139,7 @@ def build_pipeline(deploy: DeployConfig):
         dpo_config: dict,
         evaluate_policy_config: dict,
         register_policy_config: dict,
+        profile: str = "",
     ) -> NamedTuple(
         "Outputs",
         base_evaluation=dsl.Artifact,
@@ -224,6 +225,7 @@ def build_pipeline(deploy: DeployConfig):
             model=judge,
             evaluation=eval_judge.outputs["evaluation"],
             tags={"pipeline": PIPELINE_NAME},
+            profile=profile,
         ).set_display_name("register")
 
         # Policy alignment: the best judge builds preference pairs, DPO, evaluation, and
@@ -259,6 +261,7 @@ def build_pipeline(deploy: DeployConfig):
             model=aligned.outputs["aligned_policy"],
             evaluation=eval_policy.outputs["evaluation"],
             tags={"pipeline": PIPELINE_NAME, "model": "policy"},
+            profile=profile,
         ).set_display_name("register_policy")
 
         for stage, task in (

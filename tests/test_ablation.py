@@ -172,10 +172,10 @@ def test_run_writes_table_json_plot_and_one_mlflow_run(tmp_path: Path) -> None:
     assert {
         "ablation/ablation.md",
         "ablation/ablation.json",
-        "ablation/ablation.png",
         "ablation/report.html",
         "plots/ablation.png",
     } <= artifacts
+    assert "ablation/ablation.png" not in artifacts  # the figure once, under plots/
 
 
 def test_bad_inputs_fail_naming_the_problem(tmp_path: Path) -> None:

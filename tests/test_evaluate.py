@@ -105,6 +105,7 @@ def test_run_reports_every_task_and_split(
         "evaluate/report.html",
         "evaluate/metrics.json",
     } <= logged_artifacts(uri, "evaluate-tiny")
+    assert "evaluate/metrics.png" not in logged_artifacts(uri, "evaluate-tiny")  # once: plots/
     assert (tmp_path / "eval" / "report.html").read_text().count("<img") == 2
 
 

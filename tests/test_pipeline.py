@@ -169,6 +169,7 @@ def test_compiled_defaults_are_the_profile_configs(tmp_path: Path) -> None:
     for profile in ("quick", "full"):
         inputs = _compiled(tmp_path, profile)["root"]["inputDefinitions"]["parameters"]
         assert inputs["base_model_uri"]["defaultValue"] == "s3://bucket/base"
+        assert inputs["profile"]["defaultValue"] == profile
         for stage in STAGES:
             default = inputs[f"{stage}_config"]["defaultValue"]
             assert default == json.loads(json.dumps(stage_section(params, stage, profile)))
@@ -314,6 +315,9 @@ def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path
         [experiment.experiment_id], filter_string="tags.stage = 'cold_start'"
     )
     assert tracked.data.metrics["items"] == 8 and "rejected_fraction" in tracked.data.metrics
+    # the run's profile reaches the registered version's description
+    version = client.get_model_version("UnifiedReward", str(run.registration["version"]))
+    assert "- profile: `quick`" in version.description
     text = describe(run)
     assert "eval_unseen" in text and f"version {run.registration['version']}" in text
     assert "(think -> rs)" in text and "(rs -> grpo)" in text

@@ -17,6 +17,7 @@ from unireward.model.pretrain_base import (
     PretrainBaseConfig,
     asks_first,
     corpus_example,
+    gets_hint,
     perception_to_example,
     run,
 )
@@ -56,11 +57,11 @@ _TINY = {
 
 
 def test_run_writes_a_base_checkpoint_with_its_perception_report(tmp_path: Path) -> None:
-    config = {**_TINY, "probe_steps": 3, "probe_examples": 4}
+    config = {**_TINY, "probe_steps": 3, "probe_examples": 4, "hint": 0.5}
     result = run(from_dict(PretrainBaseConfig, config), tmp_path / "base")
     report = json.loads((tmp_path / "base" / "perception.json").read_text())
     assert report == result.perception
-    assert {"seen/all", "unseen/all"} <= report.keys()
+    assert {"seen/all", "unseen/all", "seen_hinted/all", "unseen_hinted/all"} <= report.keys()
     # the learning curve: one probe row at step 3, per skill and split
     (row,) = [json.loads(line) for line in (tmp_path / "base" / "probe.jsonl").open()]
     assert row["step"] == 3 and {"seen/all", "unseen/all"} <= row.keys()
@@ -110,6 +111,31 @@ def test_question_first_puts_the_question_before_the_items_in_its_share_of_the_s
         from_dict(PretrainBaseConfig, {"question_first": 1.5})
 
 
+def test_hint_says_what_the_items_show_before_the_question_in_its_share_of_the_stream() -> None:
+    """`hint` puts the items' ground truth in words before the question of the skills that check
+    a text against the items, in about its share of the stream; the probe scores both ways."""
+    mix = {"which_image": 1.0, "check_answer": 1.0, "attribute": 1.0}
+    config = from_dict(PretrainBaseConfig, {"mix": mix, "hint": 0.5})
+    draws = [gets_hint(config, i) for i in range(400)]
+    assert 150 < sum(draws) < 250
+    examples = [corpus_example(config, i) for i in range(60)]
+    by_kind = {ex.kind or ex.question.split()[0]: ex for ex in examples}
+    which = next(ex for ex in examples if ex.question.startswith("Which image shows"))
+    scenes = which.hint.split(". ")
+    assert len(scenes) == 2 and scenes[0].startswith("Image 1 shows a")
+    # the hint names the answer's item: "Which image shows <caption>?" -> image k shows <caption>
+    caption = which.question.removeprefix("Which image shows ").removesuffix("?")
+    k = int(which.answer.split()[-1])
+    assert f"Image {k} shows {caption}" in which.hint
+    assert by_kind["colour"].hint == ""  # naming skills have nothing to check
+    text = perception_to_example(which, hint=True)["prompt"][0]["content"][-1]["text"]
+    assert text == f"{which.hint}\n{which.question}"
+    plain = perception_to_example(which)["prompt"][0]["content"][-1]["text"]
+    assert plain == which.question
+    with pytest.raises(ValueError, match="hint"):
+        from_dict(PretrainBaseConfig, {"hint": -0.1})
+
+
 def test_an_unknown_perception_skill_in_the_mix_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown perception skill"):
         from_dict(PretrainBaseConfig, {"mix": {"describe_image": 1.0, "telepathy": 1.0}})
@@ -156,7 +182,7 @@ def test_the_pretraining_corpus_holds_no_contract_text(profile: str) -> None:
     for i in range(3000):
         ex = corpus_example(config, i)
         kinds[ex.kind] += 1
-        for text in (ex.question, ex.answer):
+        for text in (ex.question, ex.answer, ex.hint):
             assert not (_ngrams(_words(text), 6) & contract), text
             assert not any(a in text.lower() for a in answers), text
     assert len(kinds) >= (20 if profile == "instruct_base" else 7), kinds

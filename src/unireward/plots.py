@@ -326,6 +326,20 @@ def log_figures(tracker: Tracker, figures: Mapping[str, Figure | None]) -> list[
     return artifact_names(figures)
 
 
+def log_outputs(
+    tracker: Tracker, output_dir: Path, artifact_path: str, figures: Mapping[str, Figure | None]
+) -> list[str]:
+    """A stage's output directory under `artifact_path` and its figures under `plots/`, each
+    figure once: the PNG copies a stage writes beside its outputs (for DVC plots and the
+    Kubeflow artifact) are not logged again. Returns the figures' artifact names."""
+    for path in sorted(Path(output_dir).iterdir()):
+        if path.is_dir():
+            tracker.log_artifacts(path, f"{artifact_path}/{path.name}")
+        elif path.suffix != ".png":
+            tracker.log_artifact(path, artifact_path)
+    return log_figures(tracker, figures)
+
+
 def close(figures: Mapping[str, Figure | None]) -> None:
     """Free the figures (pyplot keeps every open figure alive until closed)."""
     if any(fig is not None for fig in figures.values()):

@@ -599,6 +599,18 @@ class PerceptionExample:
     question: str
     answer: str
     kind: str = ""  # the skill it tests, for the per-skill report; "" = from the question
+    # What each item shows, in words ("Image 1 shows a red circle at the left. Image 2 shows
+    # ..."), for the skills that check a text against the items; "" = none. Training-only
+    # context (pretrain_base.hint), as unified_sft's caption curriculum gives the judge.
+    hint: str = ""
+
+
+def items_hint(scenes: Sequence[Scene]) -> str:
+    """ "The image shows <caption>." / "Video 1 shows <caption>. Video 2 shows <caption>."."""
+    noun = "video" if scenes[0].is_video else "image"
+    if len(scenes) == 1:
+        return f"The {noun} shows {describe(scenes[0])}."
+    return " ".join(f"{noun.title()} {i + 1} shows {describe(s)}." for i, s in enumerate(scenes))
 
 
 _ATTRIBUTE_QUESTIONS = {
@@ -707,6 +719,7 @@ def _verify(video: bool):
             [_render(shown, config, rng)],
             f"Does the {noun} show {describe(scene)}?",
             "yes" if match else "no",
+            hint=items_hint([shown]),
         )
 
     return make
@@ -726,6 +739,7 @@ def _which(video: bool):
             [_render(s, config, rng) for s in scenes],
             f"Which {noun} shows {describe(target)}?",
             f"{noun} {which + 1}",
+            hint=items_hint(scenes),
         )
 
     return make
@@ -744,6 +758,7 @@ def _p_check_answer(
         [[render_image(scene, config.image_size, rng)]],
         f"Question: {question} Answer: {getattr(claimed, attr)}. Is the answer right?",
         "yes" if right else "no",
+        hint=items_hint([scene]),
     )
 
 
@@ -814,6 +829,7 @@ def _which_attr(video: bool):
             f"Which {noun} shows {_ATTR_PHRASE[attr](first)}?",
             f"{noun} {k + 1}",
             kind=f"which_{attr}" + ("_video" if video else ""),
+            hint=items_hint(scenes),
         )
 
     return make
@@ -838,6 +854,7 @@ def _same_attr(video: bool):
             _SAME_QUESTION[attr].format(nouns=nouns),
             "yes" if same else "no",
             kind=f"same_{attr}" + ("_video" if video else ""),
+            hint=items_hint([first, second]),
         )
 
     return make
@@ -892,6 +909,7 @@ def _which_reply(video: bool):
             f"Reply 1: {replies[0]}\nReply 2: {replies[1]}",
             f"reply {k + 1}",
             kind=f"which_reply_{_noun(video)}",
+            hint=items_hint([scene]),
         )
 
     return make
@@ -920,6 +938,7 @@ def _caption_parts(video: bool):
             f"Which parts of {describe(caption)} fit the {_noun(video)}?",
             _fitting_parts(attrs, wrong),
             kind=f"caption_parts_{_noun(video)}",
+            hint=items_hint([shown]),
         )
 
     return make
@@ -940,6 +959,7 @@ def _reply_parts(video: bool):
             "Which parts of the reply are right?",
             _fitting_parts(attrs, wrong),
             kind=f"reply_parts_{_noun(video)}",
+            hint=items_hint([scene]),
         )
 
     return make
@@ -959,6 +979,7 @@ def _check_reply_video(
         f"Question: {question} Answer: {getattr(claimed, attr)}. Is the answer right?",
         "yes" if right else "no",
         kind="check_answer_video",
+        hint=items_hint([scene]),
     )
 
 

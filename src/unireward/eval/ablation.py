@@ -18,7 +18,7 @@ Writes `ablation.md` (one markdown table per split: rows = task + mean, columns 
 nested, null where absent), `ablation.png` (the first metric per task and stage, one panel per
 split, chance at 0.5), `report.html` (plot and tables: the Kubeflow HTML artifact), and logs
 one MLflow run `ablation` with metrics `<stage>/<split>/<task>/<metric>`, the directory
-(`ablation/`) and the plot as `plots/ablation.png`.
+(`ablation/`, less the PNG) and the plot, once, as `plots/ablation.png`.
 """
 
 from __future__ import annotations
@@ -272,8 +272,7 @@ def run(
     with tracker.start_run("ablation", tags={"stage": "ablation", "stages": ",".join(stages)}):
         tracker.log_params({"ablation": to_dict(config), "evaluations": summary["evaluations"]})
         tracker.log_metrics(logged)
-        tracker.log_artifacts(output_dir, "ablation")
-        plots.log_figures(tracker, figs)
+        plots.log_outputs(tracker, output_dir, "ablation", figs)
         run_id = tracker.run_id
     plots.close(figs)
     return AblationResult(output_dir, table_path, tuple(stages), run_id, logged)

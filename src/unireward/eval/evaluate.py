@@ -27,8 +27,8 @@ Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary spl
 `<split>/<task>/<metric>` for the others, and `*_mean` aggregates), `predictions.parquet`
 (every raw judge output with its parse), `metrics.png` (accuracy per task and split) and
 `report.html` (that and accuracy per attribute: the Kubeflow HTML artifact); logs the metrics,
-the directory (`evaluate/`) and the figures (`plots/accuracy_by_task.png`,
-`plots/accuracy_by_attribute.png`) to MLflow.
+the directory (`evaluate/`, less its PNG: the figures are logged once) and the figures
+(`plots/accuracy_by_task.png`, `plots/accuracy_by_attribute.png`) to MLflow.
 """
 
 from __future__ import annotations
@@ -291,7 +291,6 @@ def run(
         paths = {"model_dir": str(model_dir), "samples_dir": str(samples_dir)}
         tracker.log_params({"evaluate": to_dict(config), **paths})
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
-        tracker.log_artifacts(output_dir, "evaluate")
-        plots.log_figures(tracker, figs)
+        plots.log_outputs(tracker, output_dir, "evaluate", figs)
     plots.close(figs)
     return EvalResult(metrics=metrics, output_dir=output_dir)

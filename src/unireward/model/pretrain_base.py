@@ -73,10 +73,16 @@ class PretrainBaseConfig:
     # judge contract puts its candidates last, and a comparison with the question first can be
     # matched at the items' own tokens (docs/research/instruct-base.md).
     question_first: float = 0.0
+    # Share of the examples that check a text against the items (which shows a caption,
+    # verify, check an answer, same colour, ...) that also say in words what each item shows,
+    # before the question: the comparison learned on text it can read, as unified_sft's caption
+    # curriculum does for the judge. The probe scores without it (and, with it, apart).
+    hint: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.question_first <= 1.0:
-            raise ValueError(f"question_first must be in [0, 1], got {self.question_first}")
+        for name in ("question_first", "hint"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mix:
             shapes.check_mix(self.mix)
         if self.model.image_size != self.shapes.image_size:
@@ -161,15 +167,18 @@ def tokenizer_corpus(cfg: shapes.ShapesConfig, n_perception: int = 2000) -> list
 
 
 def perception_to_example(
-    ex: shapes.PerceptionExample, question_first: bool = False
+    ex: shapes.PerceptionExample, question_first: bool = False, hint: bool = False
 ) -> dict[str, Any]:
+    """The chat example of `ex`: the items, then the question (before them: `question_first`),
+    the question preceded by the items' description where `hint` and the skill has one."""
     many = len(ex.items) > 1
     noun = "Video" if len(ex.items[0]) > 1 else "Image"
     content: list[dict[str, Any]] = []
     for i, item in enumerate(ex.items):
         content.append({"type": "text", "text": f"{noun} {i + 1}:" if many else f"{noun}:"})
         content.extend({"type": "image"} for _ in item)
-    question = {"type": "text", "text": ex.question}
+    text = f"{ex.hint}\n{ex.question}" if hint and ex.hint else ex.question
+    question = {"type": "text", "text": text}
     content = [question, *content] if question_first else [*content, question]
     return {
         "prompt": [{"role": "user", "content": content}],
@@ -184,12 +193,22 @@ def corpus_example(config: PretrainBaseConfig, i: int) -> shapes.PerceptionExamp
     return shapes.perception_example(rng, config.shapes, config.train_combos, config.mix)
 
 
+def _draw(config: PretrainBaseConfig, i: int, share: float, stream: int) -> bool:
+    """A yes with probability `share` for the i-th example (a draw of its own `stream`, so the
+    examples themselves do not depend on the share)."""
+    if share in (0.0, 1.0):
+        return share == 1.0
+    return bool(np.random.default_rng([config.train.seed, i, stream]).random() < share)
+
+
 def asks_first(config: PretrainBaseConfig, i: int) -> bool:
-    """Whether the i-th example of the stream puts its question before the items (a draw of
-    its own, so the examples themselves do not depend on `question_first`)."""
-    if config.question_first in (0.0, 1.0):
-        return config.question_first == 1.0
-    return bool(np.random.default_rng([config.train.seed, i, 1]).random() < config.question_first)
+    """Whether the i-th example of the stream puts its question before the items."""
+    return _draw(config, i, config.question_first, 1)
+
+
+def gets_hint(config: PretrainBaseConfig, i: int) -> bool:
+    """Whether the i-th example of the stream says what its items show (if its skill can)."""
+    return _draw(config, i, config.hint, 2)
 
 
 def perception_accuracy(
@@ -201,18 +220,21 @@ def perception_accuracy(
     seed: int,
     mix=None,
     question_first: float = 0.0,
+    hint: bool = False,
 ):
     """Exact-match accuracy per question kind on `n` fresh examples from `combos`, in the
-    layouts the stream uses (`question_first`). `all_compare` is every two-item question,
-    `all_compare_question_first` / `_last` the same by layout."""
+    layouts the stream uses (`question_first`), with the items described where `hint`.
+    `all_compare` is every two-item question, `all_compare_question_first` / `_last` the same
+    by layout."""
     from unireward.judge.infer import generate_texts
 
     rng = np.random.default_rng(seed)
     examples = [shapes.perception_example(rng, cfg, combos, mix) for _ in range(n)]
     first = rng.random(n) < question_first
-    prompts = [
-        (e["prompt"], e["images"]) for e in map(perception_to_example, examples, first.tolist())
+    chats = [
+        perception_to_example(x, q, hint) for x, q in zip(examples, first.tolist(), strict=True)
     ]
+    prompts = [(c["prompt"], c["images"]) for c in chats]
     answers = generate_texts(model, processor, prompts, max_new_tokens=12, batch_size=32)
     hits: dict[str, list[bool]] = defaultdict(list)
     for ex, q_first, answer in zip(examples, first, answers, strict=True):
@@ -227,15 +249,29 @@ def perception_accuracy(
 
 def measure(model, processor, config: PretrainBaseConfig, n: int, seed: int = 10_000):
     """Per-skill accuracy on `n` fresh examples of seen and of unseen world combos (world
-    colours only: the extra colours are training material, not a test)."""
+    colours only: the extra colours are training material, not a test), without hints; with
+    `hint` on, also with them on n // 4 examples (`seen_hinted/...`: is the comparison learned
+    on text?)."""
     out: dict[str, float] = {}
     for k, (split, combos) in enumerate(
         (("seen", shapes.SEEN_COMBOS), ("unseen", shapes.UNSEEN_COMBOS)), start=1
     ):
-        acc = perception_accuracy(
-            model, processor, config.shapes, n, combos, seed + k, config.mix, config.question_first
-        )
-        out.update({f"{split}/{kind}": v for kind, v in acc.items()})
+        for hint, count in ((False, n), (True, n // 4 if config.hint else 0)):
+            if not count:
+                continue
+            acc = perception_accuracy(
+                model,
+                processor,
+                config.shapes,
+                count,
+                combos,
+                seed + k,
+                config.mix,
+                config.question_first,
+                hint,
+            )
+            name = f"{split}_hinted" if hint else split
+            out.update({f"{name}/{kind}": v for kind, v in acc.items()})
     return out
 
 
@@ -278,7 +314,9 @@ def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
         model = build_model(config.model, tokenizer)
 
     def make(i: int) -> dict[str, Any]:
-        return perception_to_example(corpus_example(config, i), asks_first(config, i))
+        return perception_to_example(
+            corpus_example(config, i), asks_first(config, i), gets_hint(config, i)
+        )
 
     stream = example_stream(make, shards=max(1, config.train.dataloader_workers))
     callbacks = [probe_callback(config, processor, output_dir)] if config.probe_steps else None

@@ -170,8 +170,7 @@ def run(
             {"evaluate_policy": to_dict(config), "before": str(before_dir), "after": str(after_dir)}
         )
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
-        tracker.log_artifacts(output_dir, "evaluate_policy")
-        plots.log_figures(tracker, figs)
+        plots.log_outputs(tracker, output_dir, "evaluate_policy", figs)
     plots.close(figs)
     return EvaluatePolicyResult(output_dir, metrics, time.perf_counter() - start)
 
