@@ -29,6 +29,98 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 CHECKPOINTS = "checkpoints"
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
+# LoRA on the language model's attention and MLP projections only (the vision tower's blocks
+# have MLPs with the same names): peft matches a string target against each module's full name.
+LM_PROJECTIONS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    """LoRA through peft (r = 0: full fine-tuning). The adapter is merged into the weights when
+    the stage saves, so every later stage, the registry and vLLM see a plain checkpoint."""
+
+    r: int = 0
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: str = LM_PROJECTIONS
+
+    def __post_init__(self) -> None:
+        if self.r < 0 or self.alpha < 1 or not 0 <= self.dropout < 1:
+            raise ValueError(
+                f"lora needs r >= 0 (0 = off), alpha >= 1, dropout in [0, 1); got r={self.r}, "
+                f"alpha={self.alpha}, dropout={self.dropout}"
+            )
+
+
+@dataclass(frozen=True)
+class ScaleParams:
+    """What a real run of a 3B-32B judge on GPUs sets (the embedded default: fp32, full
+    fine-tuning, one image size). The same keys in every training stage's section.
+
+    - `precision`: the Trainer's mixed precision (bf16 / fp16 autocast), `dtype`: the dtype the
+      weights load in (bfloat16 with DeepSpeed, which keeps fp32 master weights itself);
+    - `attn_implementation`: sdpa, eager, or flash_attention_2 where installed;
+    - `gradient_checkpointing` (non-reentrant), `gradient_accumulation_steps`, or
+      `global_batch_size` (0 = not stated): then accumulation = global / (batch x processes),
+      which must divide exactly;
+    - `freeze_vision` (the vision tower's blocks and patch embedding), `freeze_merger` (the
+      vision-to-text merger, and Qwen3-VL's deepstack mergers), `lora`;
+    - `min_pixels` / `max_pixels` (0 = keep the checkpoint's): Qwen's dynamic resolution bounds,
+      saved with the trained model so evaluation and vLLM see images the same way.
+    """
+
+    precision: str = "fp32"
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+    gradient_accumulation_steps: int = 1
+    global_batch_size: int = 0
+    freeze_vision: bool = False
+    freeze_merger: bool = False
+    lora: LoraParams = field(default_factory=LoraParams)
+    min_pixels: int = 0
+    max_pixels: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("precision", PRECISIONS),
+            ("dtype", DTYPES),
+            ("attn_implementation", ATTENTION),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.gradient_accumulation_steps < 1 or self.global_batch_size < 0:
+            raise ValueError("gradient_accumulation_steps must be >= 1, global_batch_size >= 0")
+        if self.global_batch_size and self.gradient_accumulation_steps != 1:
+            raise ValueError("set global_batch_size or gradient_accumulation_steps, not both")
+        if (
+            self.min_pixels < 0
+            or self.max_pixels < 0
+            or (self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels)
+        ):
+            raise ValueError(
+                f"need 0 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}"
+            )
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """`load_checkpoint` keyword arguments: the weights' dtype and attention kernel."""
+        return {"dtype": self.dtype, "attn_implementation": self.attn_implementation}
+
+    def accumulation(self, batch_size: int, world_size: int) -> int:
+        """Gradient accumulation steps: as given, or global batch / (batch x processes)."""
+        if not self.global_batch_size:
+            return self.gradient_accumulation_steps
+        per_step = batch_size * world_size
+        if self.global_batch_size % per_step:
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of batch_size "
+                f"{batch_size} x {world_size} processes"
+            )
+        return self.global_batch_size // per_step
+
 
 @dataclass(frozen=True)
 class TrainParams:
@@ -54,6 +146,7 @@ class TrainParams:
     # A DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json); "" = none. Launch with
     # torchrun / accelerate for more than one process (on CPU the processes talk over gloo).
     deepspeed: str = ""
+    scale: ScaleParams = field(default_factory=ScaleParams)
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
@@ -68,6 +161,11 @@ class TrainParams:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.save_steps < 1:
             raise ValueError(f"save_steps must be >= 1, got {self.save_steps}")
+        if self.scale.lora.r and "zero3" in Path(self.deepspeed).name:
+            raise ValueError(
+                "lora with ZeRO-3 is not supported here (the adapter is merged on save, which "
+                "needs the whole weights): use ZeRO-2 with lora, or ZeRO-3 without"
+            )
 
 
 @dataclass
@@ -184,6 +282,70 @@ def restore_weights(model, checkpoint: Path) -> None:
     model.load_state_dict(saved.state_dict(), strict=True)
 
 
+def load_for_training(model_dir: Path, params: TrainParams):
+    """(model, processor) of `model_dir` as a training stage wants them: the weights in
+    `scale.dtype` with `scale.attn_implementation`, the processor's pixel bounds set."""
+    from unireward.model.tiny import load_checkpoint, set_pixels
+
+    model, processor = load_checkpoint(Path(model_dir), **params.scale.load_kwargs())
+    return model, set_pixels(processor, params.scale.min_pixels, params.scale.max_pixels)
+
+
+def freeze(model, scale: ScaleParams) -> int:
+    """Stop gradients to the vision tower and / or its merger(s) (Qwen2.5-VL's `visual.merger`,
+    Qwen3-VL's also `visual.deepstack_merger_list`); -> parameters frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        if "visual." not in name:
+            continue
+        merger = "merger" in name
+        if (merger and scale.freeze_merger) or (not merger and scale.freeze_vision):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
+def prepare_model(model, scale: ScaleParams):
+    """The model a trainer gets: frozen parts, then LoRA (a peft model whose base is `model`,
+    changed in place). `finish_model` turns it back into a plain model."""
+    freeze(model, scale)
+    if not scale.lora.r:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = scale.lora
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+
+
+def finish_model(model):
+    """The trained model as a plain checkpoint: LoRA merged into its base (in place), gradients
+    back on for whatever was frozen (the saved model is whole either way)."""
+    if is_peft(model):
+        model = model.merge_and_unload()
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return model
+
+
+def restore_adapter(model, checkpoint: Path) -> None:
+    """Load the LoRA adapter a Trainer checkpoint of a peft model holds."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+
+
 def init_deepspeed_on_cpu(deepspeed: str, device: str) -> None:
     """DeepSpeed on CPU: start its communication layer over gloo before the Trainer does.
 
@@ -206,10 +368,13 @@ def trainer_arguments(params: TrainParams, output_dir: Path) -> dict[str, Any]:
     and schedule, checkpoints under `output_dir/checkpoints` (what resuming reads), seeds, CPU
     or DeepSpeed (over gloo on CPU). Each stage adds its own (`SFTConfig(**these, ...)`)."""
     use_cpu = params.device == "cpu"
+    scale = params.scale
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     return {
         "output_dir": str(output_dir / CHECKPOINTS),
         "max_steps": params.max_steps,
         "per_device_train_batch_size": params.batch_size,
+        "gradient_accumulation_steps": scale.accumulation(params.batch_size, world_size),
         "learning_rate": params.learning_rate,
         "lr_scheduler_type": params.lr_scheduler,
         "warmup_steps": math.ceil(params.warmup_ratio * params.max_steps),
@@ -222,7 +387,12 @@ def trainer_arguments(params: TrainParams, output_dir: Path) -> dict[str, Any]:
         "seed": params.seed,
         "data_seed": params.seed,
         "use_cpu": use_cpu,
-        "bf16": False,
+        "bf16": scale.precision == "bf16",
+        "fp16": scale.precision == "fp16",
+        "gradient_checkpointing": scale.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False}
+        if scale.gradient_checkpointing
+        else None,
         "report_to": "none",
         "remove_unused_columns": False,
         "dataloader_num_workers": params.dataloader_workers,
@@ -268,18 +438,24 @@ def train_sft(
         max_length=None,
         ignore_data_skip=offset is not None and offset > 0,
     )
+    trained = prepare_model(model, params.scale)
     trainer = SFTTrainer(
-        model=model,
+        model=trained,
         args=args,
         train_dataset=train_dataset,
         processing_class=processor,
         callbacks=callbacks,
     )
     if resume is not None:
-        if not params.deepspeed:  # DeepSpeed restores its own (partitioned) weights
+        # DeepSpeed restores its own (partitioned) weights; with LoRA the Trainer loads the
+        # checkpoint's adapter (the base weights are the ones this stage started from).
+        if not params.deepspeed and not is_peft(trained):
             restore_weights(model, resume)
         if state["global_step"] >= params.max_steps and not params.deepspeed:
             # Nothing left to train. (Trainer.train would still run one more step.)
+            if is_peft(trained):
+                restore_adapter(trained, resume)
+            finish_model(trained)
             return TrainOutcome(
                 global_step=state["global_step"],
                 resumed_from=str(resume),
@@ -287,15 +463,19 @@ def train_sft(
             )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - start
+    # A collective: every process must ask (ZeRO-3 gathers the shards to the main one). With
+    # LoRA (ZeRO-2 at most) every process holds whole weights: merged in place, nothing to gather.
+    state_dict = None
+    if params.deepspeed and not is_peft(trained):
+        state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    finish_model(trained)
     return TrainOutcome(
         global_step=trainer.state.global_step,
         resumed_from=str(resume) if resume else None,
         log_history=list(trainer.state.log_history),
-        train_seconds=time.perf_counter() - start,
-        # A collective: every process must ask (ZeRO-3 gathers the shards to the main one).
-        state_dict=trainer.accelerator.get_state_dict(trainer.model_wrapped)
-        if params.deepspeed
-        else None,
+        train_seconds=seconds,
+        state_dict=state_dict,
         is_main_process=trainer.accelerator.is_main_process,
         **distributed_info(trainer),
     )

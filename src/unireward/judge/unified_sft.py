@@ -39,6 +39,7 @@ from unireward.training import (
     TrainParams,
     discard_checkpoints,
     example_stream,
+    load_for_training,
     train_sft,
 )
 
@@ -193,12 +194,12 @@ def record_stream(
 def run(
     config: UnifiedSftConfig, base_model_dir: Path, dataset_dir: Path, output_dir: Path
 ) -> SftResult:
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.model.tiny import save_checkpoint
 
     output_dir = Path(output_dir)
     records = select_records(read_records(Path(dataset_dir)), config)
     rows = expand(records, config.swap_augment)
-    model, processor = load_checkpoint(Path(base_model_dir))
+    model, processor = load_for_training(Path(base_model_dir), config.train)
     counts = {
         f"{t}/{m}": sum(1 for r in records if r.task == t and r.mode == m)
         for t in config.tasks

@@ -39,6 +39,7 @@ from unireward.training import (
     TrainParams,
     discard_checkpoints,
     example_stream,
+    load_for_training,
     train_sft,
 )
 
@@ -302,12 +303,12 @@ def probe_callback(config: PretrainBaseConfig, processor, output_dir: Path):
 
 def run(config: PretrainBaseConfig, output_dir: Path) -> PretrainResult:
     """Build tokenizer + tiny model, train perception, measure it, save to `output_dir`."""
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.model.tiny import save_checkpoint
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.init_from:
-        model, processor = load_checkpoint(Path(config.init_from))
+        model, processor = load_for_training(Path(config.init_from), config.train)
     else:
         tokenizer = train_tokenizer(tokenizer_corpus(config.shapes), config.model.vocab_size)
         processor = build_processor(tokenizer, config.model.image_size, config.model.family)

@@ -387,17 +387,53 @@ def _processor_class(model_dir: Path):
     return getattr(transformers, name)
 
 
+def chat_template(model_dir: Path) -> str:
+    """The checkpoint's chat template, wherever its layout keeps it: `chat_template.jinja`
+    (what transformers 5 and this project save), `chat_template.json` (the published Qwen-VL
+    checkpoints), or `tokenizer_config.json`'s `chat_template` (older ones)."""
+    import json
+
+    model_dir = Path(model_dir)
+    if (model_dir / "chat_template.jinja").exists():
+        return (model_dir / "chat_template.jinja").read_text()
+    for name in ("chat_template.json", "tokenizer_config.json"):
+        path = model_dir / name
+        template = json.loads(path.read_text()).get("chat_template") if path.exists() else None
+        if isinstance(template, str) and template:
+            return template
+    raise FileNotFoundError(
+        f"{model_dir} has no chat template (chat_template.jinja, chat_template.json or a "
+        "chat_template in tokenizer_config.json)"
+    )
+
+
+def set_pixels(processor, min_pixels: int = 0, max_pixels: int = 0):
+    """Bound Qwen's dynamic resolution: images are resized to keep their aspect with between
+    `min_pixels` and `max_pixels` pixels (0 = keep the processor's bound). In place; the bounds
+    are saved with the processor (preprocessor_config.json), which vLLM also reads."""
+    image_processor = processor.image_processor
+    size = image_processor.size
+    low = min_pixels or size.shortest_edge
+    high = max_pixels or size.longest_edge
+    if low > high:
+        raise ValueError(f"min_pixels {low} > max_pixels {high}")
+    image_processor.size = type(size)(shortest_edge=low, longest_edge=high)
+    return processor
+
+
 def load_processor(model_dir: Path):
-    """Inverse of `save_processor`; trust_remote_code=False, offline."""
+    """Inverse of `save_processor`, and a published checkpoint's own files; offline,
+    trust_remote_code=False."""
     from transformers import AutoImageProcessor, AutoTokenizer
 
     allow_processor_without_video()
     model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     image_processor = AutoImageProcessor.from_pretrained(model_dir, trust_remote_code=False)
-    template = (model_dir / "chat_template.jinja").read_text()
     processor = _processor_class(model_dir)(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=template
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=chat_template(model_dir),
     )
     return _with_partwise_save(processor)
 
@@ -421,8 +457,15 @@ def save_checkpoint(
     return out_dir
 
 
-def load_checkpoint(model_dir: Path, device: str = "cpu"):
-    """(model, processor) from a checkpoint directory: safetensors only, no remote code."""
+def load_checkpoint(
+    model_dir: Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    attn_implementation: str | None = None,
+):
+    """(model, processor) from a checkpoint directory: this project's or a published Qwen-VL
+    one (sharded safetensors with their index included); safetensors only, no remote code.
+    `dtype` and `attn_implementation` as in `ScaleParams` (None: transformers' choice)."""
     from transformers import AutoModelForImageTextToText
 
     model_dir = Path(model_dir)
@@ -430,8 +473,9 @@ def load_checkpoint(model_dir: Path, device: str = "cpu"):
         raise FileNotFoundError(f"{model_dir} is not a model checkpoint (no config.json)")
     if not list(model_dir.glob("*.safetensors")):
         raise FileNotFoundError(f"{model_dir} has no *.safetensors weights (pickle is refused)")
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForImageTextToText.from_pretrained(
-        model_dir, trust_remote_code=False, use_safetensors=True, dtype="float32"
+        model_dir, trust_remote_code=False, use_safetensors=True, dtype=dtype, **extra
     ).to(device)
     return model, load_processor(model_dir)
 

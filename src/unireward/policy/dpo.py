@@ -29,7 +29,12 @@ from unireward.config import to_dict
 from unireward.training import (
     TrainParams,
     discard_checkpoints,
+    finish_model,
+    is_peft,
     latest_checkpoint,
+    load_for_training,
+    prepare_model,
+    restore_adapter,
     restore_weights,
     trainer_arguments,
 )
@@ -99,13 +104,13 @@ def train_dpo(config: DpoConfig, policy_dir: Path, pairs, output_dir: Path, call
     import torch
     from trl import DPOTrainer
 
-    from unireward.model.tiny import load_checkpoint
-
     torch.set_num_threads(config.train.threads)
-    model, processor = load_checkpoint(policy_dir)
-    ref_model, _ = load_checkpoint(policy_dir)
+    model, processor = load_for_training(policy_dir, config.train)
+    trained = prepare_model(model, config.train.scale)
+    # With LoRA the reference is the same model with its adapter off (TRL's peft path).
+    ref_model = None if is_peft(trained) else load_for_training(policy_dir, config.train)[0]
     trainer = DPOTrainer(
-        model=model,
+        model=trained,
         ref_model=ref_model,
         args=dpo_args(config, output_dir),
         train_dataset=pairs,
@@ -114,13 +119,17 @@ def train_dpo(config: DpoConfig, policy_dir: Path, pairs, output_dir: Path, call
     )
     resume = latest_checkpoint(output_dir)
     if resume is not None:
-        restore_weights(model, resume)
+        if is_peft(trained):
+            restore_adapter(trained, resume)
+        else:
+            restore_weights(model, resume)
         state = json.loads((resume / "trainer_state.json").read_text())
         if state["global_step"] >= config.train.max_steps:
-            return model, processor, state["global_step"], str(resume), state["log_history"]
+            history = state["log_history"]
+            return finish_model(trained), processor, state["global_step"], str(resume), history
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return (
-        model,
+        finish_model(trained),
         processor,
         trainer.state.global_step,
         str(resume) if resume else None,

@@ -108,14 +108,14 @@ def training_row(i: int, config: PolicySftConfig) -> dict[str, Any]:
 
 
 def run(config: PolicySftConfig, base_model: Path, output_dir: Path) -> PolicySftResult:
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.model.tiny import save_checkpoint
     from unireward.policy.evaluate_policy import answer_questions
     from unireward.policy.questions import accuracy, make_questions
-    from unireward.training import train_sft
+    from unireward.training import load_for_training, train_sft
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model, processor = load_checkpoint(Path(base_model))
+    model, processor = load_for_training(Path(base_model), config.train)
     stream = example_stream(lambda i: training_row(i, config))
     outcome = train_sft(model, processor, stream, config.train, output_dir)
     acc: dict[str, float] = {}

@@ -47,7 +47,13 @@ from unireward.progress import progress
 from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, TIE_ANSWERS, Mode, parse_task
 from unireward.think.teachers import Teacher, TeacherConfig, TeacherError, make_teacher
-from unireward.training import TrainOutcome, TrainParams, discard_checkpoints, train_sft
+from unireward.training import (
+    TrainOutcome,
+    TrainParams,
+    discard_checkpoints,
+    load_for_training,
+    train_sft,
+)
 
 DISTILL = "distill"
 INITS = ("judge", "base")  # what the SFT starts from
@@ -292,13 +298,13 @@ def run(
     base_dir: Path | None = None,
 ) -> ColdStartResult:
     from unireward.judge.unified_sft import record_stream
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.model.tiny import save_checkpoint
     from unireward.tracking import make_tracker
 
     output_dir = Path(output_dir)
     start = start_checkpoint(config, judge_dir, base_dir)
     summary, kept = run_distillation(config, dataset_dir, output_dir)
-    model, processor = load_checkpoint(start)
+    model, processor = load_for_training(start, config.train)
     outcome = train_sft(
         model,
         processor,

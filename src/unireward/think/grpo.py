@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +44,17 @@ from unireward.data.teacher import evidence
 from unireward.judge.unified_sft import expand
 from unireward.rewards import CHECKS, accuracy_reward, format_reward
 from unireward.training import (
+    ScaleParams,
     TrainParams,
     discard_checkpoints,
     distributed_info,
+    finish_model,
+    is_peft,
     latest_checkpoint,
+    load_for_training,
+    prepare_model,
+    restore_adapter,
+    restore_weights,
     trainer_arguments,
 )
 
@@ -83,6 +90,7 @@ class GrpoConfig:
     threads: int = 1  # see TrainParams.threads
     device: str = "cpu"
     deepspeed: str = ""  # path to a DeepSpeed JSON config; "" = plain DDP / single process
+    scale: ScaleParams = field(default_factory=ScaleParams)  # as every stage's train.scale
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -178,6 +186,7 @@ def grpo_args(config: GrpoConfig, output_dir: Path):
         threads=config.threads,
         device=config.device,
         deepspeed=config.deepspeed,
+        scale=config.scale,
     )
     return GRPOConfig(
         **trainer_arguments(shared, output_dir),
@@ -197,14 +206,15 @@ def train_grpo(model, processor, dataset, config: GrpoConfig, output_dir: Path, 
     import torch
     from trl import GRPOTrainer
 
-    from unireward.training import init_deepspeed_on_cpu, restore_weights
+    from unireward.training import init_deepspeed_on_cpu
 
     torch.set_num_threads(config.threads)
     init_deepspeed_on_cpu(config.deepspeed, config.device)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but no CUDA device is visible; set device: cpu")
+    trained = prepare_model(model, config.scale)
     trainer = GRPOTrainer(
-        model=model,
+        model=trained,
         reward_funcs=list(REWARDS.values()),
         args=grpo_args(config, output_dir),
         train_dataset=dataset,
@@ -214,12 +224,17 @@ def train_grpo(model, processor, dataset, config: GrpoConfig, output_dir: Path, 
     resume = latest_checkpoint(output_dir)
     if resume is not None:
         state = json.loads((resume / "trainer_state.json").read_text())
-        if state["global_step"] >= config.max_steps:
+        done = state["global_step"] >= config.max_steps
+        if is_peft(trained):  # the Trainer loads the adapter itself when it resumes
+            if done:
+                restore_adapter(trained, resume)
+        elif done or not config.deepspeed:  # DeepSpeed restores its own (partitioned) weights
             restore_weights(model, resume)
+        if done:
+            finish_model(trained)
             return state["global_step"], state["log_history"], str(resume), trainer
-        if not config.deepspeed:  # DeepSpeed restores its own (partitioned) weights
-            restore_weights(trainer.model, resume)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finish_model(trained)
     state = trainer.state
     return state.global_step, list(state.log_history), str(resume) if resume else None, trainer
 
@@ -262,11 +277,11 @@ def run(
     output_dir: Path,
     callbacks: list | None = None,
 ) -> GrpoResult:
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.model.tiny import save_checkpoint
 
     output_dir = Path(output_dir)
     hard = load_hard_set(samples_dir)
-    model, processor = load_checkpoint(Path(judge_dir))
+    model, processor = load_for_training(Path(judge_dir), TrainParams(scale=config.scale))
     skipped = None if hard else "no hard items in the rejection-sampling set"
     step, history, resumed, trainer, seconds = 0, [], None, None, 0.0
     if not skipped:
@@ -291,7 +306,7 @@ def run(
         **(distributed_info(trainer) if trainer is not None else {}),
     }
     state_dict, main = None, True
-    if trainer is not None and config.deepspeed:
+    if trainer is not None and config.deepspeed and not config.scale.lora.r:
         # A collective: every process asks, ZeRO-3 gathers the shards to the main process.
         state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
         main = trainer.accelerator.is_main_process

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from unireward.config import to_dict
 from unireward.data.schema import read_records
-from unireward.training import TrainOutcome, TrainParams, discard_checkpoints, train_sft
+from unireward.training import (
+    TrainOutcome,
+    TrainParams,
+    discard_checkpoints,
+    load_for_training,
+    train_sft,
+)
 
 CORRECT = "correct"  # rejection_sample's correct set, under its output directory
 
@@ -57,7 +63,7 @@ def run(
     callbacks: list | None = None,
 ) -> RsSftResult:
     from unireward.judge.unified_sft import record_stream
-    from unireward.model.tiny import load_checkpoint, save_checkpoint
+    from unireward.model.tiny import save_checkpoint
     from unireward.plots import log_training_curves
     from unireward.tracking import make_tracker
 
@@ -72,7 +78,7 @@ def run(
     missing = [r.id for r in rows if not r.cot]
     if missing:
         raise ValueError(f"{len(missing)} correct-set rows have no CoT, e.g. {missing[:3]}")
-    model, processor = load_checkpoint(Path(judge_dir))
+    model, processor = load_for_training(Path(judge_dir), config.train)
     skipped = None if rows else "no correct samples in the rejection-sampling set"
     if skipped:
         outcome = TrainOutcome(global_step=0, resumed_from=None)
