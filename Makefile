@@ -89,7 +89,8 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 compile: venv
-	$(BIN)/python -m pipelines.compile --profile $(PROFILE) --output build/unireward-$(PROFILE).yaml
+	$(BIN)/python -m pipelines.compile --profile $(PROFILE) --output build/unireward-$(PROFILE).yaml \
+		$(if $(strip $(BASE_MODEL_URI)),--base-model-uri "$(BASE_MODEL_URI)")
 
 pipeline-run: venv
 ifeq ($(strip $(KFP_HOST)),)

@@ -28,6 +28,7 @@ def grpo(
     import shutil
     from pathlib import Path
 
+    from unireward import launch
     from unireward.config import from_dict
     from unireward.plots import checkpoint_log_history, training_report
     from unireward.think import grpo as stage
@@ -36,7 +37,16 @@ def grpo(
     out, root = Path(think_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
     key = hashlib.sha256(think_judge.uri.encode()).hexdigest()[:16]
     work = Path(root) / key if root else out
-    result = stage.run(cfg, Path(judge.path), Path(samples.path), Path(dataset.path), work)
+    # One process per GPU of the task (unireward.launch: torchrun), or in-process.
+    result = launch.run(
+        stage.__name__,
+        cfg,
+        cfg.device,
+        judge_dir=Path(judge.path),
+        samples_dir=Path(samples.path),
+        dataset_dir=Path(dataset.path),
+        output_dir=work,
+    )
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)

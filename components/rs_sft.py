@@ -27,6 +27,7 @@ def rs_sft(
     import shutil
     from pathlib import Path
 
+    from unireward import launch
     from unireward.config import from_dict
     from unireward.plots import checkpoint_log_history, training_report
     from unireward.think import rs_sft as stage
@@ -34,7 +35,16 @@ def rs_sft(
     cfg = from_dict(stage.RsSftConfig, config, where="rs_sft")
     out, root = Path(rs_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
     work = Path(root) / hashlib.sha256(rs_judge.uri.encode()).hexdigest()[:16] if root else out
-    result = stage.run(cfg, Path(judge.path), Path(samples.path), Path(dataset.path), work)
+    # One process per GPU of the task (unireward.launch: torchrun), or in-process.
+    result = launch.run(
+        stage.__name__,
+        cfg,
+        cfg.train.device,
+        judge_dir=Path(judge.path),
+        samples_dir=Path(samples.path),
+        dataset_dir=Path(dataset.path),
+        output_dir=work,
+    )
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)

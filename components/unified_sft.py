@@ -28,6 +28,7 @@ def unified_sft(
     import shutil
     from pathlib import Path
 
+    from unireward import launch
     from unireward.config import from_dict
     from unireward.judge import unified_sft as stage
     from unireward.plots import checkpoint_log_history, training_report
@@ -35,7 +36,15 @@ def unified_sft(
     cfg = from_dict(stage.UnifiedSftConfig, config, where="unified_sft")
     out, root = Path(judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
     work = Path(root) / hashlib.sha256(judge.uri.encode()).hexdigest()[:16] if root else out
-    result = stage.run(cfg, Path(base_model.path), Path(dataset.path), work)
+    # One process per GPU of the task (unireward.launch: torchrun), or in-process.
+    result = launch.run(
+        stage.__name__,
+        cfg,
+        cfg.train.device,
+        base_model_dir=Path(base_model.path),
+        dataset_dir=Path(dataset.path),
+        output_dir=work,
+    )
     if work != out:
         shutil.copytree(work, out, dirs_exist_ok=True)
         shutil.rmtree(work)

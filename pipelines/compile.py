@@ -28,7 +28,8 @@ def compile_pipeline(
     params: Path = PROJECT_ROOT / "params.yaml",
     policy_model_uri: str | None = None,
 ) -> Path:
-    """Compile with the profile's stage configs as defaults and `params`'s `deploy` settings.
+    """Compile with the profile's stage configs as defaults and its `deploy` settings (the
+    `deploy` section with the profile's own `deploy` over it).
 
     `policy_model_uri` defaults to `policy-tiny` next to the base (models/base-tiny ->
     models/policy-tiny, s3://b/models/base-tiny -> s3://b/models/policy-tiny)."""
@@ -36,7 +37,7 @@ def compile_pipeline(
         policy_model_uri = base_model_uri.rstrip("/").rsplit("/", 1)[0] + "/policy-tiny"
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
-        build_pipeline(load_deploy(params)),
+        build_pipeline(load_deploy(params, profile)),
         str(output),
         pipeline_parameters={
             "base_model_uri": base_model_uri,

@@ -124,10 +124,18 @@ class DeployConfig:
                 )
 
 
-def load_deploy(params_path: Path) -> DeployConfig:
-    from unireward.config import from_dict, load_params
+def load_deploy(params_path: Path, profile: str | None = None) -> DeployConfig:
+    """`deploy` of `params_path`, with `profiles.<profile>.deploy` over it (the 7B profile's
+    GPUs per stage, for example)."""
+    from unireward.config import deep_merge, from_dict, load_params
 
-    return from_dict(DeployConfig, load_params(params_path).get("deploy") or {}, where="deploy")
+    params = load_params(params_path)
+    section = params.get("deploy") or {}
+    if profile is not None:
+        section = deep_merge(
+            section, ((params.get("profiles") or {}).get(profile) or {}).get("deploy") or {}
+        )
+    return from_dict(DeployConfig, section, where="deploy")
 
 
 def apply(task: dsl.PipelineTask, stage: str, deploy: DeployConfig) -> dsl.PipelineTask:

@@ -30,7 +30,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 CHECKPOINTS = "checkpoints"
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION = ("sdpa", "eager", "flash_attention_2")
 # LoRA on the language model's attention and MLP projections only (the vision tower's blocks
 # have MLPs with the same names): peft matches a string target against each module's full name.
@@ -87,7 +86,7 @@ class ScaleParams:
     def __post_init__(self) -> None:
         for name, allowed in (
             ("precision", PRECISIONS),
-            ("dtype", DTYPES),
+            ("dtype", ("float32", "bfloat16", "float16")),
             ("attn_implementation", ATTENTION),
         ):
             if getattr(self, name) not in allowed:
@@ -399,7 +398,8 @@ def trainer_arguments(params: TrainParams, output_dir: Path) -> dict[str, Any]:
         "disable_tqdm": not progress_enabled(),  # the Trainer's own bar, on a terminal only
         "save_only_model": False,  # keep optimizer + scheduler + RNG: a resume continues exactly
         "deepspeed": params.deepspeed or None,
-        "ddp_backend": "gloo" if use_cpu and params.deepspeed else None,
+        # Several CPU processes (torchrun, the tests) talk over gloo, with or without DeepSpeed.
+        "ddp_backend": "gloo" if use_cpu and (params.deepspeed or world_size > 1) else None,
     }
 
 

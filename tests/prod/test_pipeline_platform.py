@@ -165,3 +165,71 @@ def test_params_deploy_section_loads_into_its_config():
 def test_bad_deploy_sections_are_refused(section, match):
     with pytest.raises(ValueError, match=match):
         from_dict(DeployConfig, section, where="deploy")
+
+
+def test_the_7b_profile_compiles_with_its_gpus_and_settings(tmp_path):
+    """`make compile PROFILE=qwen2_5_vl_7b`: the training stages ask for 8 GPUs and carry the
+    published recipe's settings; every other GPU stage one GPU, bf16 on CUDA."""
+    import subprocess
+
+    out = tmp_path / "unireward-qwen2_5_vl_7b.yaml"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.compile",
+            "--profile",
+            "qwen2_5_vl_7b",
+            "--output",
+            str(out),
+            "--base-model-uri",
+            "s3://bucket/models/Qwen2.5-VL-7B-Instruct",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    spec, _ = yaml.safe_load_all(out.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    components = spec["components"]
+    executors = spec["deploymentSpec"]["executors"]
+    gpus = {}
+    for task in tasks.values():
+        label = components[task["componentRef"]["name"]].get("executorLabel")
+        container = executors.get(label, {}).get("container", {})  # importers have none
+        accel = container.get("resources", {}).get("accelerator")
+        gpus[task["taskInfo"]["name"]] = int(accel["resourceCount"]) if accel else 0
+    assert {gpus[t] for t in ("unified_sft", "rs_sft", "grpo")} == {8}
+    assert {gpus[t] for t in ("cold_start", "dpo", "evaluate-judge", "rejection_sample")} == {1}
+    defaults = {
+        name: p["defaultValue"]
+        for name, p in spec["root"]["inputDefinitions"]["parameters"].items()
+        if "defaultValue" in p
+    }
+    assert defaults["base_model_uri"] == "s3://bucket/models/Qwen2.5-VL-7B-Instruct"
+    sft = defaults["unified_sft_config"]["train"]
+    assert sft["learning_rate"] == 2.5e-6 and sft["lr_scheduler"] == "cosine"
+    assert sft["device"] == "cuda" and sft["deepspeed"] == "configs/deepspeed/zero2.json"
+    assert sft["scale"]["precision"] == "bf16" and sft["scale"]["gradient_checkpointing"]
+    assert sft["scale"]["global_batch_size"] == 128
+    grpo = defaults["grpo_config"]
+    assert grpo["deepspeed"] == "configs/deepspeed/zero3.json" and grpo["learning_rate"] == 1e-6
+    assert grpo["num_generations"] == 8 and grpo["beta"] == 0.04
+    assert defaults["cold_start_config"]["train"]["scale"]["lora"]["r"] == 64
+    assert defaults["dpo_config"]["train"]["learning_rate"] == 5e-7
+    for stage in ("evaluate", "rejection_sample", "build_pairs", "evaluate_policy"):
+        assert defaults[f"{stage}_config"]["device"] == "cuda", stage
+    # and every stage config of the profile loads (validated like params)
+    from unireward.config import load_stage_config
+    from unireward.judge.unified_sft import UnifiedSftConfig
+    from unireward.think.grpo import GrpoConfig
+
+    assert (
+        load_stage_config(
+            UnifiedSftConfig, "unified_sft", "qwen2_5_vl_7b"
+        ).train.scale.accumulation(4, 8)
+        == 4
+    )
+    assert load_stage_config(GrpoConfig, "grpo", "qwen2_5_vl_7b").scale.dtype == "bfloat16"

@@ -48,6 +48,7 @@ from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.eval import metrics as M
 from unireward.judge.examples import prompt_messages, record_images, swap_record
+from unireward.model.tiny import check_placement
 from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, Mode, parse_mode, parse_task
 
@@ -71,10 +72,13 @@ class EvaluateConfig:
     swap_seed: int = 0
     max_per_task_mode: int = 0  # 0 = every record of the split
     threads: int = 1  # see TrainParams.threads
+    device: str = "cpu"  # "cuda" on a GPU node
+    dtype: str = "float32"  # the weights\' dtype: "bfloat16" for a 7B model on GPUs
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
     def __post_init__(self) -> None:
+        check_placement(self.device, self.dtype, "evaluate")
         for name in self.tasks:
             parse_task(name)
         if not self.tasks:
@@ -277,7 +281,7 @@ def run(
     records = select(read_records(Path(dataset_dir)), config)
     if samples_dir is not None:
         records += hard_records(samples_dir, config)
-    model, processor = load_checkpoint(Path(model_dir))
+    model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
     rows = predict(model, processor, records, Path(dataset_dir), config)
     metrics = compute_metrics(rows, config)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))

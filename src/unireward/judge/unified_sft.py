@@ -222,6 +222,8 @@ def run(
         paired=config.paired_swaps,
     )
     outcome = train_sft(model, processor, stream, config.train, output_dir)
+    if not outcome.is_main_process:  # several processes: the main one writes the outputs
+        return SftResult(model_dir=output_dir, n_records=len(records), train=outcome)
     model.to("cpu")
     save_checkpoint(
         model,
@@ -237,7 +239,10 @@ def run(
             "global_step": outcome.global_step,
             "resumed_from": outcome.resumed_from,
             "train_seconds": round(outcome.train_seconds, 1),
+            "world_size": outcome.world_size,
+            "zero_stage": outcome.zero_stage,
         },
+        state_dict=outcome.state_dict,
     )
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
     discard_checkpoints(output_dir)

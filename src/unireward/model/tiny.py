@@ -457,6 +457,18 @@ def save_checkpoint(
     return out_dir
 
 
+DEVICES = ("cpu", "cuda")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_placement(device: str, dtype: str, where: str) -> None:
+    """A stage's `device` / `dtype` (where its model runs, the dtype its weights load in)."""
+    if device not in DEVICES:
+        raise ValueError(f"{where}.device must be one of {DEVICES}, got {device!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"{where}.dtype must be one of {DTYPES}, got {dtype!r}")
+
+
 def load_checkpoint(
     model_dir: Path,
     device: str = "cpu",

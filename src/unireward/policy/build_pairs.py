@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from unireward.config import to_dict
+from unireward.model.tiny import check_placement
 from unireward.policy import pairs as P
 from unireward.policy.questions import PolicyQuestion, image_key, is_correct, make_questions
 
@@ -84,11 +85,14 @@ class BuildPairsConfig:
     batch_size: int = 64
     max_new_tokens: int = 8
     threads: int = 1
+    device: str = "cpu"  # "cuda" on a GPU node
+    dtype: str = "float32"  # the weights\' dtype: "bfloat16" for a 7B model on GPUs
     client: JudgeClientParams = field(default_factory=JudgeClientParams)
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
     def __post_init__(self) -> None:
+        check_placement(self.device, self.dtype, "build_pairs")
         if self.judge not in JUDGE_KINDS:
             raise ValueError(f"build_pairs.judge must be one of {JUDGE_KINDS}, got {self.judge!r}")
         if self.judge_url and not self.judge_url.startswith(("http://", "https://")):
@@ -137,7 +141,7 @@ def sample_candidates(policy_dir: Path, config: BuildPairsConfig) -> list[Candid
     from unireward.policy.evaluate_policy import answer_questions
 
     torch.set_num_threads(config.threads)
-    model, processor = load_checkpoint(Path(policy_dir))
+    model, processor = load_checkpoint(Path(policy_dir), device=config.device, dtype=config.dtype)
     questions = make_questions(config.seed, config.prompts, "train", config.image_size)
     answers = answer_questions(
         model,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from unireward.config import to_dict
+from unireward.model.tiny import check_placement
 from unireward.policy.questions import (
     POLICY_SPLITS,
     PolicyQuestion,
@@ -43,10 +44,13 @@ class EvaluatePolicyConfig:
     batch_size: int = 32
     max_new_tokens: int = 8  # answers are one or two words
     threads: int = 1
+    device: str = "cpu"  # "cuda" on a GPU node
+    dtype: str = "float32"  # the weights\' dtype: "bfloat16" for a 7B model on GPUs
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
     def __post_init__(self) -> None:
+        check_placement(self.device, self.dtype, "evaluate_policy")
         unknown = [s for s in self.splits if s == "train" or s not in POLICY_SPLITS]
         if not self.splits or unknown:
             raise ValueError(
@@ -104,7 +108,7 @@ def score_policy(
     from unireward.model.tiny import load_checkpoint
 
     torch.set_num_threads(config.threads)
-    model, processor = load_checkpoint(Path(model_dir))
+    model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
     metrics: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for split, qs in questions.items():

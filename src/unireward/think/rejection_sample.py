@@ -45,6 +45,7 @@ from typing import Any
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records, write_records
 from unireward.data.teacher import evidence
+from unireward.model.tiny import check_placement
 from unireward.progress import progress
 from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
 from unireward.tasks import TASKS, Mode, parse_task
@@ -75,6 +76,8 @@ class RejectionSampleConfig:
     check: str = "verdict"
     seed: int = 0
     threads: int = 1  # see TrainParams.threads
+    device: str = "cpu"  # "cuda" on a GPU node
+    dtype: str = "float32"  # the weights\' dtype: "bfloat16" for a 7B model on GPUs
     # vllm backend: the server's interpreter (relative to the cwd) and its limits.
     vllm_python: str = ".venv-serve/bin/python"
     vllm_max_concurrency: int = 16  # requests in flight (each asks for k completions)
@@ -84,6 +87,7 @@ class RejectionSampleConfig:
     experiment: str = "unireward"
 
     def __post_init__(self) -> None:
+        check_placement(self.device, self.dtype, "rejection_sample")
         for name in self.tasks:
             parse_task(name)
         if not self.tasks:
@@ -135,7 +139,7 @@ def sample_transformers(
     from unireward.model.tiny import load_checkpoint
 
     torch.set_num_threads(config.threads)
-    model, processor = load_checkpoint(Path(model_dir))
+    model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
     prompts = [(prompt_messages(r, cot=True), record_images(r, root)) for r in items]
     texts = generate_texts(
         model,
