@@ -260,6 +260,8 @@ def test_project_client_asks_exactly_what_the_plain_client_asks(live: Live) -> N
         ),
         ("too many images", [_image_part(image_data_url(RED))] * (MAX_IMAGES + 1), KEY, 400),
         ("oversized image", [_image_part(image_data_url(_img((1, 2, 3), 113)))], KEY, 400),
+        # no outbound fetch: the server names no host it may fetch from
+        ("an image URL", [_image_part("http://example.com/cat.png")], KEY, 400),
         ("missing key", GOOD, None, 401),
         ("wrong key", GOOD, "not-the-key", 401),
     ],
@@ -382,7 +384,29 @@ def test_command_line_has_the_limits_and_no_secret() -> None:
     assert "--served-model-name=UnifiedReward" in command
     assert '--limit-mm-per-prompt={"image": 4, "video": 0}' in command
     assert not any("trust-remote-code" in a or "api-key" in a for a in command)
+    at = command.index("--allowed-media-domains")
+    assert command[at + 1] == serve.NO_MEDIA_DOMAIN and command[at + 1].endswith(".invalid")
+    assert not any("tensor-parallel" in a or "gpu-memory" in a for a in command)  # CPU backend
     env = serve.server_env(config, KEY)
     assert env["VLLM_API_KEY"] == KEY and env["VLLM_MAX_IMAGE_PIXELS"] == str(MAX_PIXELS)
     assert env["VLLM_NO_USAGE_STATS"] == "1" and env["DO_NOT_TRACK"] == "1"
     assert KEY_ENV not in env
+
+
+def test_gpu_serving_settings_reach_the_command_line() -> None:
+    config = _config(
+        device="cuda",
+        tensor_parallel_size=2,
+        gpu_memory_utilization=0.85,
+        dtype="bfloat16",
+        allowed_media_domains=("images.example.com",),
+    )
+    command = serve.vllm_command(config, BASE, 8123)
+    assert "--tensor-parallel-size=2" in command and "--gpu-memory-utilization=0.85" in command
+    assert "--dtype=bfloat16" in command
+    at = command.index("--allowed-media-domains")
+    assert command[at + 1] == "images.example.com"
+    with pytest.raises(ValueError, match="needs device: cuda"):
+        _config(tensor_parallel_size=2)
+    with pytest.raises(ValueError, match="may not set"):
+        _config(extra_args=("--allowed-media-domains=evil.example",))

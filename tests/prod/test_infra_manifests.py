@@ -87,6 +87,19 @@ def test_judge_serves_the_champion_with_a_secret_api_key(rendered, overlay):
         "key": "api-key",
     }
     assert vllm["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    # the GPU flags the local stage would pass for the same settings, and no URL fetching
+    from unireward.serving import serve
+
+    gpu = serve.ServeConfig(device="cuda", dtype="bfloat16", gpu_memory_utilization=0.9)
+    expected = serve.vllm_command(gpu, Path(dst), 8000)
+    for flag in ("--dtype=", "--tensor-parallel-size=", "--gpu-memory-utilization="):
+        assert [a for a in vllm["args"] if a.startswith(flag)] == [
+            a for a in expected if a.startswith(flag)
+        ], flag
+    at = vllm["args"].index("--allowed-media-domains")
+    assert vllm["args"][at + 1] == serve.NO_MEDIA_DOMAIN
+    tp = next(a for a in vllm["args"] if a.startswith("--tensor-parallel-size="))
+    assert tp.split("=")[1] == vllm["resources"]["limits"]["nvidia.com/gpu"]
     assert pod["nodeSelector"] == {"unireward.io/pool": "gpu"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
         "tolerations"

@@ -74,6 +74,14 @@ class ServeConfig:
     max_num_seqs: int = 64  # requests vLLM batches at once
     enable_prefix_caching: bool = True  # the instruction text repeats across requests
     dtype: str = "auto"
+    # GPUs (the cluster's Deployment, or a GPU machine): one model across tensor_parallel_size
+    # GPUs, each filled to gpu_memory_utilization. Not passed on the CPU backend.
+    device: str = "cpu"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    # Image URLs the server may fetch (http/https), by host name. Empty = none: the server makes
+    # no request to a host a client names (clients send images inline as data URLs).
+    allowed_media_domains: tuple[str, ...] = ()
     kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE: KV cache of the CPU backend
     startup_timeout_s: float = 300.0
     shutdown_timeout_s: float = 20.0
@@ -94,7 +102,22 @@ class ServeConfig:
                 raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
         if self.kv_cache_gib <= 0 or self.startup_timeout_s <= 0 or self.shutdown_timeout_s <= 0:
             raise ValueError("serve.kv_cache_gib and the timeouts must be > 0")
-        managed = ("--api-key", "--trust-remote-code", "--host", "--port", "--model")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"serve.device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.tensor_parallel_size < 1 or not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(
+                "serve needs tensor_parallel_size >= 1, gpu_memory_utilization in (0, 1]"
+            )
+        if self.device == "cpu" and self.tensor_parallel_size > 1:
+            raise ValueError("serve.tensor_parallel_size > 1 needs device: cuda")
+        managed = (
+            "--api-key",
+            "--allowed-media-domains",
+            "--trust-remote-code",
+            "--host",
+            "--port",
+            "--model",
+        )
         clash = [a for a in self.extra_args if a.split("=")[0] in managed]
         if clash:
             raise ValueError(f"serve.extra_args may not set {clash}: the stage manages them")
@@ -162,6 +185,9 @@ def resolve_model(config: ServeConfig, model_dir: Path | None, work_dir: Path) -
     return local.resolve(), {**source, "tracking_uri": tracking_uri}
 
 
+NO_MEDIA_DOMAIN = "no-media-fetching.invalid"
+
+
 def vllm_command(config: ServeConfig, model_dir: Path, port: int) -> list[str]:
     """The server's command line (no secrets in it)."""
     limits = {"image": config.max_images_per_prompt, "video": 0}  # video travels as frames
@@ -181,7 +207,16 @@ def vllm_command(config: ServeConfig, model_dir: Path, port: int) -> list[str]:
         "--chat-template-content-format=openai",
         "--generation-config=vllm",  # sampling defaults from the request, not the checkpoint
         "--enable-prefix-caching" if config.enable_prefix_caching else "--no-enable-prefix-caching",
+        # vLLM fetches any http(s) image URL unless the hosts are listed: list one that cannot
+        # exist (RFC 2606 .invalid) when none is allowed.
+        "--allowed-media-domains",
+        *(config.allowed_media_domains or (NO_MEDIA_DOMAIN,)),
     ]
+    if config.device == "cuda":
+        command += [
+            f"--tensor-parallel-size={config.tensor_parallel_size}",
+            f"--gpu-memory-utilization={config.gpu_memory_utilization}",
+        ]
     return [*command, *config.extra_args]
 
 
