@@ -492,3 +492,69 @@ def test_parse_sections_and_target():
     assert (verdict.mode, verdict.score) == ("pointwise", 3.5)
     with pytest.raises(formats.RecordError, match="invalid answer: 'Image 3 is better'"):
         formats.parse_target("Image 3 is better")
+
+
+def test_labels_are_read_with_the_judge_parsers_tolerance():
+    for text in (
+        "image 1 is better",
+        "Image 1 is better, the square is red.",
+        "  Image 1 is Better. ",
+    ):
+        verdict = formats.parse_target(text)
+        assert (verdict.mode, verdict.label) == ("pairwise", "Image 1 is better"), text
+    with pytest.raises(formats.RecordError, match="conflicting verdicts"):
+        formats.parse_target("Image 1 is better? No: Image 2 is better")
+
+
+def test_the_task_can_be_named_per_source_and_lineage_counts_how_it_was_decided(tmp_path):
+    src = tmp_path / "src"
+    make_media(src)
+    # A pointwise score on one image with no answer section: detected as image generation; this
+    # source is image-understanding data (the answer is in the question), so the user names it.
+    record = {
+        "image": R,
+        "conversations": [
+            {"from": "human", "value": "<image>\nIs 'red' the right colour? Rate it."},
+            {"from": "gpt", "value": "Final Score: 4"},
+        ],
+    }
+    own = {**record, "id": "own", "task": "video_understanding", "mode": "pointwise"}
+    write_json(src / "train.json", [{**record, "id": "a"}, own])
+    detected = tmp_path / "detected"
+    ingest(src, detected)
+    named = tmp_path / "named"
+    result = ingest(src, named, task="image_understanding", mode="pointwise")
+    tasks = {r.id: r.task for r in read_records(detected)}
+    assert tasks == {"a": "image_generation", "own": "video_understanding"}
+    assert {r.id: r.task for r in read_records(named)} == {
+        "a": "image_understanding",
+        "own": "video_understanding",  # a record's own task wins
+    }
+    assert result.lineage["counts"]["task_from"] == {
+        "config/image_understanding": 1,
+        "record/video_understanding": 1,
+    }
+    lineage = json.loads((detected / "lineage.json").read_text())
+    assert lineage["counts"]["task_from"]["detected/image_generation"] == 1
+    with pytest.raises(ValueError, match="set both or neither"):
+        IngestConfig(task="image_understanding")
+    with pytest.raises(ValueError, match="image_judging"):
+        IngestConfig(task="image_judging", mode="pointwise")
+    # a pairwise answer in a source named pointwise is an unreadable row, not a silent relabel
+    write_json(
+        src / "train.json",
+        [
+            {
+                **record,
+                "id": "b",
+                "conversations": [
+                    record["conversations"][0],
+                    {"from": "gpt", "value": "Answer 1 is better"},
+                ],
+            }
+        ],
+    )
+    bad = tmp_path / "bad"
+    ingest(src, bad, task="image_understanding", mode="pointwise")
+    [row] = read_records(bad)
+    assert "pairwise answer for a pointwise record" in json.loads(row.meta)["ingest_error"]

@@ -391,8 +391,14 @@ def parse_pairwise(text: str, task: Task, cot: bool = False) -> PairVerdict:
     return _parse_cot(text, task) if cot else _parse_direct(text, task)
 
 
+def answers_in(text: str) -> list[str]:
+    """Every distinct answer string of the contract (any task, ties included) in `text`, as the
+    direct parser finds them: case-insensitive, a trailing period and surrounding text allowed."""
+    return [s for s in _ALL_ANSWERS if _PATTERNS[s].search(text)]
+
+
 def _parse_direct(text: str, task: Task) -> PairVerdict:
-    found = [s for s in _ALL_ANSWERS if _PATTERNS[s].search(text)]
+    found = answers_in(text)
     valid = _valid_labels(task, allow_tie=True)
     foreign = [s for s in found if s not in valid]
     if foreign:

@@ -52,7 +52,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from unireward.contract import split_cot
+from unireward.contract import answers_in, split_cot
 from unireward.data.media import MediaError, MediaWriter
 from unireward.data.schema import RECORDS_FILE, Record
 from unireward.tasks import PAIR_ANSWERS, SCORE_PREFIX, TIE_ANSWERS, Mode, Task
@@ -225,6 +225,11 @@ def parse_target(text: Any) -> Verdict:
     if answer in _ANSWER_KIND:
         return Verdict(Mode.PAIRWISE, _ANSWER_KIND[answer], label=answer, cot=cot)
     scores = _SCORE_RE.findall(answer)
+    found = answers_in(answer) if not scores else []
+    if len(found) == 1:  # the judge parser's tolerance: case, surrounding text
+        return Verdict(Mode.PAIRWISE, _ANSWER_KIND[found[0]], label=found[0], cot=cot)
+    if len(found) > 1:
+        raise RecordError(f"invalid answer: conflicting verdicts {found} in {answer!r:.80}")
     if scores:
         token = scores[-1].strip("*").rstrip(".,;")
         try:
@@ -260,6 +265,8 @@ class _Ctx:
     source: str
     split: str
     fmt: str
+    task: str = ""  # ingest.task / ingest.mode: what records that name none are ("" = detect)
+    mode: str = ""
 
 
 def _field(rec: dict[str, Any], *names: str) -> Any:
@@ -310,12 +317,22 @@ def _conversation(
         raise RecordError(f"missing field: the {kind} turn has no text")
     prompt, responses = parse_sections(prompt_text)
     verdict = parse_target(target)
+    # The task and mode: the record's own, else the source's (ingest.task / ingest.mode), else
+    # detected from the answer (its verdict string or Final Score) and the media (video or not).
     if rec.get("task") and rec.get("mode"):
-        task, mode = Task(rec["task"]), Mode(rec["mode"])
+        task, mode, task_from = Task(rec["task"]), Mode(rec["mode"]), "record"
+    elif ctx.task and ctx.mode:
+        task, mode, task_from = Task(ctx.task), Mode(ctx.mode), "config"
     else:
         task, mode = _task_for(verdict, _is_video(rec), bool(responses)), verdict.mode
+        task_from = "detected"
+    if verdict.mode != mode:
+        raise RecordError(
+            f"invalid answer: a {verdict.mode.value} answer for a {mode.value} record "
+            f"({task_from} task {task.value})"
+        )
     media = _media_of(rec, task, mode, ctx)
-    return _record(rec, ctx, task, mode, prompt, media, responses, verdict)
+    return _record(rec, ctx, task, mode, prompt, media, responses, verdict, task_from=task_from)
 
 
 def _record(
@@ -634,7 +651,14 @@ def file_format(raws: list[Raw], name: str, requested: str) -> str:
 
 
 def read_source(
-    root: Path, output_dir: Path, fmt: str, source: str, split: str, frames: int
+    root: Path,
+    output_dir: Path,
+    fmt: str,
+    source: str,
+    split: str,
+    frames: int,
+    task: str = "",
+    mode: str = "",
 ) -> tuple[list[Record], dict[str, Any]]:
     """Every record of every data file under `root` (a directory) or of `root` (a file)."""
     check_format(fmt)
@@ -651,7 +675,7 @@ def read_source(
         name = path.relative_to(base).as_posix()
         raws = read_file(path, base)
         found = file_format(raws, name, fmt)
-        ctx = _Ctx(media=media, source=source, split=split, fmt=found)
+        ctx = _Ctx(media=media, source=source, split=split, fmt=found, task=task, mode=mode)
         rows = [normalise(raw, found, ctx) for raw in raws]
         per_file[name] = {"format": found, "records": len(rows)}
         records.extend(rows)

@@ -46,6 +46,7 @@ from unireward.data.media import file_sha256, resolve_media
 from unireward.data.schema import RECORDS_FILE, SCHEMA, Record, read_records, write_records
 from unireward.data.shapes import ShapesConfig, generate
 from unireward.progress import progress
+from unireward.tasks import parse_mode, parse_task
 from unireward.tracking import Tracker, make_tracker
 
 LINEAGE_FILE = "lineage.json"
@@ -59,6 +60,10 @@ class IngestConfig:
     shapes: ShapesConfig = field(default_factory=ShapesConfig)
     format: str = "auto"  # "auto", "canonical" or a key of unireward.data.formats.FORMATS
     split: str = "train"  # split of source records that name none
+    # Task and mode of conversation records that name none ("" = detect: the answer's verdict
+    # string or Final Score, and whether the media are a video; docs/data.md). Both or neither.
+    task: str = ""
+    mode: str = ""
     video_frames: int = 8  # frames sampled per video file (the judge contract: 8)
     dvc_repo: str | None = None  # dvc:// sources: repo path or Git URL (None = this repo)
     dvc_rev: str | None = None  # dvc:// sources: branch / tag / commit (None = workspace)
@@ -75,6 +80,11 @@ class IngestConfig:
             raise ValueError("ingest.experiment must be a non-empty MLflow experiment name")
         if self.format != "canonical":
             formats.check_format(self.format)
+        if bool(self.task) != bool(self.mode):
+            raise ValueError("ingest.task and ingest.mode go together: set both or neither")
+        if self.task:
+            parse_task(self.task)
+            parse_mode(self.mode)
         if not isinstance(self.split, str) or not self.split.strip():
             raise ValueError(f"ingest.split must be a non-empty string, got {self.split!r}")
         for name in ("video_frames", "s3_max_attempts"):
@@ -129,7 +139,14 @@ def _read_path(config: IngestConfig, root: Path, output_dir: Path, uri: str) -> 
     if config.format == "canonical" or (config.format == "auto" and canonical):
         return _read_canonical(root, output_dir)
     records, extra = formats.read_source(
-        root, output_dir, config.format, uri, config.split, config.video_frames
+        root,
+        output_dir,
+        config.format,
+        uri,
+        config.split,
+        config.video_frames,
+        task=config.task,
+        mode=config.mode,
     )
     write_records(records, output_dir)
     unreadable = sum(1 for r in records if "ingest_error" in json.loads(r.meta))
@@ -319,6 +336,9 @@ def counts(records: Iterable[Record]) -> dict[str, dict[str, int]]:
         by["task"][task] += 1
         by["mode"][mode] += 1
         by["split/task/mode"][f"{split}/{task}/{mode}"] += 1
+        task_from = json.loads(r.meta or "{}").get("task_from")
+        if task_from:  # conversation formats: the record's, the config's or a detected task
+            by.setdefault("task_from", Counter())[f"{task_from}/{task}"] += 1
     return {k: dict(sorted(c.items())) for k, c in by.items()}
 
 
