@@ -325,6 +325,15 @@ def content_hash(dataset_dir: Path, exclude: tuple[str, ...] = (LINEAGE_FILE,)) 
 # --------------------------------------------------------------------------- lineage
 
 
+def _meta(record: Record) -> dict[str, Any]:
+    """A record's meta as a mapping; {} where it is not one (validate quarantines those)."""
+    try:
+        meta = json.loads(record.meta or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def counts(records: Iterable[Record]) -> dict[str, dict[str, int]]:
     """Row counts per split, task, mode and split/task/mode (values str()-ed, sorted)."""
     by: dict[str, Counter[str]] = {
@@ -336,7 +345,7 @@ def counts(records: Iterable[Record]) -> dict[str, dict[str, int]]:
         by["task"][task] += 1
         by["mode"][mode] += 1
         by["split/task/mode"][f"{split}/{task}/{mode}"] += 1
-        task_from = json.loads(r.meta or "{}").get("task_from")
+        task_from = _meta(r).get("task_from")
         if task_from:  # conversation formats: the record's, the config's or a detected task
             by.setdefault("task_from", Counter())[f"{task_from}/{task}"] += 1
     return {k: dict(sorted(c.items())) for k, c in by.items()}
