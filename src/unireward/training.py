@@ -324,7 +324,10 @@ def prepare_model(model, scale: ScaleParams):
 
 
 def is_peft(model) -> bool:
-    return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
+    """Whether `model` is a peft model (LoRA applied by `prepare_model`)."""
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
 
 
 def finish_model(model):
