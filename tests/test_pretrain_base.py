@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unireward.config import from_dict, load_stage_config
+from unireward.config import DEFAULT_PARAMS, from_dict, load_stage_config
 from unireward.data.shapes import ShapesConfig, perception_example
 from unireward.model.pretrain_base import (
     PretrainBaseConfig,
@@ -23,6 +23,8 @@ from unireward.model.pretrain_base import (
 )
 from unireward.model.tiny import load_checkpoint
 from unireward.tasks import PAIR_ANSWERS, TIE_ANSWERS, Mode
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_every_perception_question_has_a_kind_and_no_judge_answer() -> None:
@@ -168,12 +170,20 @@ def _contract_ngrams(n: int) -> set[tuple[str, ...]]:
     return grams
 
 
-@pytest.mark.parametrize("profile", ["quick", "instruct_base"])
-def test_the_pretraining_corpus_holds_no_contract_text(profile: str) -> None:
+@pytest.mark.parametrize(
+    "params, profile",
+    [
+        (DEFAULT_PARAMS, "quick"),
+        (DEFAULT_PARAMS, "instruct_base"),
+        (REPO / "models" / "base-instruct-wip" / "resume.yaml", "instruct_base"),
+    ],
+)
+def test_the_pretraining_corpus_holds_no_contract_text(params: Path, profile: str) -> None:
     """The base must not already be the judge: no 6-word run of a judge prompt template and no
     contract answer string (verdicts, ties, "Final Score", the CoT tags) in what it is trained
-    on -- the real stream of `run`, for the shipped recipe and the instruct one."""
-    config = load_stage_config(PretrainBaseConfig, "pretrain_base", profile=profile)
+    on -- the real stream of `run`, for the shipped recipe, the instruct one and its next phase
+    (the varied-instruction `pick_*` skills)."""
+    config = load_stage_config(PretrainBaseConfig, "pretrain_base", profile=profile, path=params)
     contract = _contract_ngrams(6)
     assert len(contract) > 100
     answers = {a for pair in PAIR_ANSWERS.values() for a in pair} | set(TIE_ANSWERS.values())

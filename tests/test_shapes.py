@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -496,3 +497,46 @@ def test_instruction_skills_answer_what_the_images_show() -> None:
         ("caption_parts_image", ("none", "colour, shape and position")),
     ):
         assert all(answers[(name, v)] >= 5 for v in values), (name, answers)
+
+
+def _picked(ex) -> int:
+    """The 0-based item a `pick_*` answer names: a listed choice in its order, else "<noun> k"."""
+    listed = re.findall(r'"([^"]+)"', ex.question)
+    if listed:
+        assert ex.answer in listed[:2], (ex.question, ex.answer)
+        return listed.index(ex.answer)
+    assert re.fullmatch(r"(image|video|reply|answer|option|candidate|response) [12]", ex.answer)
+    return int(ex.answer[-1]) - 1
+
+
+def test_varied_instructions_answer_what_the_images_show() -> None:
+    """The `pick_*` skills ask in many wordings and reply formats; whatever the form, the named
+    item is the clean one showing the caption (pick_image) or the reply that is right
+    (pick_answer_image), both positions and several formats occur, and no question repeats
+    one layout for every example."""
+    config = ShapesConfig(frames=4)
+    rng = np.random.default_rng(7)
+    positions: Counter = Counter()
+    forms: Counter = Counter()
+    caption = re.compile(r"an? (\w+) \w+ at the (top left|top right|bottom left|bottom right)")
+    for _ in range(120):
+        ex = perception_example(rng, config, SEEN_COMBOS, mix={"pick_image": 1.0})
+        k = _picked(ex)
+        positions[("image", k)] += 1
+        forms[ex.answer.replace("2", "1")] += 1
+        colour, quadrant = caption.search(ex.question).groups()
+        pixels = np.asarray(ex.items[k][0], dtype=np.float32)
+        assert _clean_pixels(pixels), ex.question
+        assert _read(ex.items[k]) == (colour, quadrant), ex.question
+    for _ in range(120):
+        ex = perception_example(rng, config, SEEN_COMBOS, mix={"pick_answer_image": 1.0})
+        k = _picked(ex)
+        positions[("reply", k)] += 1
+        replies = re.findall(r"^\w+ [12]: (.+)$", ex.question, flags=re.M)
+        colour, quadrant = _read(ex.items[0])
+        if "What colour is the shape?" in ex.question:
+            assert replies[k] == colour, ex.question
+        elif "Where is the shape?" in ex.question:
+            assert replies[k] == quadrant, ex.question
+    assert all(positions[(kind, k)] >= 30 for kind in ("image", "reply") for k in (0, 1))
+    assert len(forms) >= 6, forms

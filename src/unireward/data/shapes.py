@@ -983,6 +983,150 @@ def _check_reply_video(
     )
 
 
+# ---------------------------------------------------------------- varied instructions
+# A pretrained instruct VLM answers a question however it is worded and in whatever form it is
+# asked to reply in; a base trained on one template per skill answers only that template
+# (measured: moving the caption of "Which image shows <caption>?" into a "Caption: ..." line
+# took the 31,500-step base from 0.83 to 0.36 on the judge's image-generation pairs, and a
+# judge fine-tuned from it did not recover in 1,000 steps; docs/research/instruct-base.md).
+# The `pick_*` skills ask the comparisons in many wordings and layouts, with a reply format
+# named in the question or not, so the skill is learned apart from its surface. Still the
+# base's own wording: tests/test_pretrain_base.py checks the stream against the contract.
+
+# (first, second) reply forms; the first pair is the one used when the question names none.
+_PICK_FORMS = (
+    ("{noun} 1", "{noun} 2"),
+    ("{Noun} 1", "{Noun} 2"),
+    ("1", "2"),
+    ("the first", "the second"),
+    ("The first {noun}", "The second {noun}"),
+    ("first", "second"),
+    ("{Noun} 1 fits", "{Noun} 2 fits"),
+    ("{Noun} 1 wins", "{Noun} 2 wins"),
+    ("Option 1", "Option 2"),
+)
+_EXTRA_CHOICES = ("Neither", "Not sure", "Both {nouns} are alike", "Cannot tell")
+_CAPTION_ASKS = (
+    ("Which {noun} shows {caption}?", None),
+    ("Which {noun} fits this caption?", "Caption: {caption}"),
+    ("Which of the two {nouns} goes with the text?", "Text: {caption}"),
+    ("Pick the {noun} that shows {caption}.", None),
+    ("Here is a caption: {caption}. Which {noun} is it?", None),
+    ("Which {noun} fits the description best?", "Description: {caption}"),
+    ("Find the {noun} described here.", "{caption}"),
+    ("Which {noun} is closer to the caption?", "Caption: {caption}"),
+)
+_BOTH_ASKS = (
+    ("Which {noun} shows {caption} with no flaws?", None),
+    ("Which {noun} fits the caption and is {clean}?", "Caption: {caption}"),
+    ("One {noun} is wrong or {flawed}. Which one is right?", "Caption: {caption}"),
+    ("Which {noun} would you keep for this caption?", "Caption: {caption}"),
+    ("Compare the two {nouns} with the text. Which is the good one?", "Text: {caption}"),
+)
+_REPLY_LABELS = ("Reply", "Answer", "Option", "Candidate", "Response")
+_REPLY_ASKS = (
+    "Which {label} is right?",
+    "Which {label} is correct for this {noun}?",
+    "Which of the two {labels} fits the {noun}?",
+    "Pick the right {label}.",
+    "One {label} is wrong. Which one is right?",
+)
+_QUESTION_SLOTS = ("Question: {q}", "Q: {q}", "The question: {q}", "Asked about the {noun}: {q}")
+
+
+def _pick_reply(rng: np.random.Generator, noun: str, k: int, allowed=None) -> tuple[str, str]:
+    """A reply-format instruction (or none) and the answer for item k (0-based) in it."""
+    forms = [f for f in _PICK_FORMS if allowed is None or f in allowed]
+    fill = {"noun": noun, "Noun": noun.title(), "nouns": noun + "s"}
+    if rng.random() < 0.3:  # no format named: the base's plain reply
+        return "", _PICK_FORMS[0][k].format(**fill)
+    first, second = (s.format(**fill) for s in forms[int(rng.integers(len(forms)))])
+    choices = [first, second]
+    if rng.random() < 0.4:
+        choices.append(_pick(rng, _EXTRA_CHOICES).format(**fill))
+    listed = ", ".join(f'"{c}"' for c in choices)
+    how = _pick(rng, ("Reply with one of: {c}.", "Answer {c}.", "Say {c}.", "Options: {c}."))
+    return how.format(c=listed), (first, second)[k]
+
+
+def _layout(rng: np.random.Generator, ask: str, slot: str | None, fmt: str) -> str:
+    """The question, its data line and its format instruction, in one of a few orders."""
+    parts = [ask] if slot is None else ([ask, slot] if rng.random() < 0.6 else [slot, ask])
+    if fmt:
+        parts.insert(int(rng.integers(len(parts) + 1)) if rng.random() < 0.5 else len(parts), fmt)
+    return "\n".join(parts) if rng.random() < 0.7 else " ".join(parts)
+
+
+def _pick_item(video: bool):
+    """Two items; the right one shows the caption and has no defect, the other one misses the
+    caption (a near miss, as in `which_*`) or has a defect: asked in varied wordings."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        noun = _noun(video)
+        target = _target(rng, combos, video)
+        flaw = rng.random() < 0.35
+        if flaw:
+            defects = VIDEO_DEFECTS if video else IMAGE_DEFECTS
+            wrong = _replace(target, defect=_pick(rng, defects))
+            asks = _BOTH_ASKS
+        else:
+            wrong = _other_scene(rng, target, combos, video)
+            asks = _CAPTION_ASKS + _BOTH_ASKS
+        scenes, k = _ordered(rng, target, wrong)
+        ask, slot = asks[int(rng.integers(len(asks)))]
+        fill = {
+            "noun": noun,
+            "nouns": noun + "s",
+            "caption": describe(target),
+            "clean": "smooth" if video else "clean",
+            "flawed": "choppy" if video else "damaged",
+        }
+        fmt, answer = _pick_reply(rng, noun, k)
+        text = _layout(rng, ask.format(**fill), slot and slot.format(**fill), fmt)
+        return PerceptionExample(
+            [_render(s, config, rng) for s in scenes],
+            text,
+            answer,
+            kind=f"pick_{noun}",
+            hint=items_hint(scenes),
+        )
+
+    return make
+
+
+def _pick_answer(video: bool):
+    """`which_reply` asked in varied wordings: the replies' label, the question's slot, the
+    ask before or after the replies, and a reply format named or not."""
+
+    def make(rng: np.random.Generator, config: ShapesConfig, combos: Combos) -> PerceptionExample:
+        noun = _noun(video)
+        scene = _target(rng, combos, video)
+        n_wrong = _pick(rng, (1, 1, 2, 3))
+        question, right, claims = _question_and_claims(rng, scene, combos, video, n_wrong)
+        qtype = next(q for q, text in QUESTIONS.items() if text == question)
+        replies, k = _ordered(rng, right, answer_text(qtype, claims))
+        label = _pick(rng, _REPLY_LABELS)
+        fill = {"label": label.lower(), "labels": label.lower() + "s", "noun": noun}
+        ask = _pick(rng, _REPLY_ASKS).format(**fill)
+        listed = "\n".join(f"{label} {i + 1}: {r}" for i, r in enumerate(replies))
+        fmt, answer = _pick_reply(rng, label.lower(), k, allowed=_PICK_FORMS[:6])
+        if not fmt:
+            answer = f"{label.lower()} {k + 1}"
+        q = _pick(rng, _QUESTION_SLOTS).format(q=question, noun=noun)
+        body = [q, ask, listed] if rng.random() < 0.5 else [q, listed, ask]
+        if fmt:
+            body.append(fmt)
+        return PerceptionExample(
+            [_render(scene, config, rng)],
+            "\n".join(body),
+            answer,
+            kind=f"pick_answer_{noun}",
+            hint=items_hint([scene]),
+        )
+
+    return make
+
+
 # Every perception skill by name; `mix` weights (pretrain_base config) pick among them.
 PERCEPTION_MAKERS: dict[str, Callable[..., PerceptionExample]] = {
     "describe_image": _p_describe_image,
@@ -1010,6 +1154,10 @@ PERCEPTION_MAKERS: dict[str, Callable[..., PerceptionExample]] = {
     "caption_parts_video": _caption_parts(video=True),
     "reply_parts_image": _reply_parts(video=False),
     "reply_parts_video": _reply_parts(video=True),
+    "pick_image": _pick_item(video=False),
+    "pick_video": _pick_item(video=True),
+    "pick_answer_image": _pick_answer(video=False),
+    "pick_answer_video": _pick_answer(video=True),
 }
 
 # Images dominate because three of the four judge tasks' items are images. The default is the
