@@ -311,3 +311,84 @@ def test_the_run_logs_the_file_its_version_and_hash() -> None:
     assert tracker.params["prompt_templates.version"] == "unireward-1"
     assert tracker.params["prompt_templates.sha256"] == default_templates().sha256
     assert tracker.texts[PROMPTS_FILE] == DEFAULT_FILE.read_text()
+
+
+def test_the_think_stages_and_the_teacher_ask_in_the_given_words(
+    tmp_path: Path, shapes_dataset: Path
+) -> None:
+    from unireward.think.grpo import grpo_rows
+    from unireward.think.rejection_sample import grpo_record
+    from unireward.think.teachers import openai_messages
+
+    cot = (
+        "{question}\n{answer_1} | {answer_2}\n"
+        "Think in <think></think>, answer {choices} in <answer></answer>."
+    )
+    theirs = load_templates(_user_file(tmp_path, _set("image_understanding", "pairwise_cot", cot)))
+    record = next(
+        r
+        for r in read_records(shapes_dataset)
+        if r.task == IU.value and r.mode == Mode.PAIRWISE and r.split == "train"
+    )
+    want = f"{record.prompt}\n{record.responses[0]} | {record.responses[1]}\nThink in"
+    assert grpo_rows([record], shapes_dataset, templates=theirs)[0]["prompt"][0]["content"][-1][
+        "text"
+    ].startswith(want)
+    assert want in grpo_record(record, theirs)["problem"]
+    assert openai_messages(record, shapes_dataset, theirs)[0]["content"][-1]["text"].startswith(
+        want
+    )
+    assert want not in grpo_record(record)["problem"]  # the default words without templates
+
+
+def test_a_trained_judge_carries_its_templates_into_evaluation(
+    tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
+) -> None:
+    """unified_sft trains on a user's file and saves it next to the judge; evaluate then asks
+    that judge in the same words without being told, and both MLflow runs log the file."""
+    from mlflow import MlflowClient
+
+    from mlflow_store import logged_artifacts
+    from unireward.config import from_dict
+    from unireward.eval.evaluate import EvaluateConfig
+    from unireward.eval.evaluate import run as evaluate
+    from unireward.judge.unified_sft import UnifiedSftConfig
+    from unireward.judge.unified_sft import run as unified_sft
+
+    path = _user_file(
+        tmp_path,
+        _set("image_generation", "pointwise", "From {lo} to {hi}: Final Score: n {caption}"),
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    train = {"max_steps": 2, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
+    cfg = from_dict(
+        UnifiedSftConfig,
+        {
+            "train": train,
+            "tracking_uri": uri,
+            "prompt_templates": str(path),
+            "tasks": ["image_generation"],
+        },
+    )
+    unified_sft(cfg, tiny_model_dir, shapes_dataset, tmp_path / "judge")
+    saved = tmp_path / "judge" / PROMPTS_FILE
+    assert saved.read_text() == path.read_text()
+    info = json.loads((tmp_path / "judge" / "unireward.json").read_text())
+    assert info["prompt_templates"]["version"] == "theirs-1"
+
+    ev = EvaluateConfig(
+        max_per_task_mode=1, max_new_tokens=2, tasks=("image_generation",), tracking_uri=uri
+    )
+    evaluate(ev, tmp_path / "judge", shapes_dataset, tmp_path / "eval", name="theirs")
+    client = MlflowClient(uri)
+    runs = {
+        r.info.run_name: r
+        for e in client.search_experiments()
+        for r in client.search_runs([e.experiment_id])
+    }
+    for name in ("unified_sft", "evaluate-theirs"):
+        params = runs[name].data.params
+        assert params["prompt_templates.version"] == "theirs-1", name
+        assert params["prompt_templates.sha256"] == load_templates(path).sha256
+        assert PROMPTS_FILE in logged_artifacts(uri, name)
+    assert params["prompt_templates.source"] == str(saved)

@@ -153,7 +153,8 @@ def check_template(task: Task, kind: str, template: str) -> list[str]:
     if unknown:
         problems.append(
             f"has unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; "
-            f"allowed here: {', '.join('{' + n + '}' for n in allowed)} (`{{{{` for a brace)"
+            f"allowed here: {', '.join('{' + n + '}' for n in allowed)} "
+            "(a literal brace is {{ or }})"
         )
     judged = [n for n in allowed if n not in ("choices", "lo", "hi")]
     absent = [n for n in judged if n not in names]
