@@ -25,6 +25,7 @@ from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records
 from unireward.data.teacher import teacher_cot
+from unireward.prompt_templates import PROMPTS_FILE, default_templates
 from unireward.rewards import is_correct
 from unireward.think.cold_start import (
     DISTILL,
@@ -319,6 +320,8 @@ def test_run_changes_parameters_and_writes_artifacts(
     assert losses and all(loss == loss for loss in losses)
     logged = logged_artifacts(uri, "cold_start")
     assert {"plots/train_curves.png", "train_log.json", f"{DISTILL}/summary.json"} <= logged
+    # The judge carries the prompts it was trained on, and the run logs them.
+    assert (out / PROMPTS_FILE).read_text() == default_templates().text and PROMPTS_FILE in logged
 
 
 def test_init_base_trains_the_base_and_init_judge_the_judge(

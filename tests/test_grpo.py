@@ -28,6 +28,7 @@ from loopback import sigkill_at_checkpoint
 from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
+from unireward.prompt_templates import PROMPTS_FILE, default_templates
 from unireward.think.grpo import HARD, GrpoConfig, grpo_rows, reward_curve, run
 from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS
@@ -111,7 +112,8 @@ def test_grpo_changes_parameters_and_writes_artifacts(
     assert (out / "reward_curve.png").stat().st_size > 0
     assert not (out / CHECKPOINTS).exists()
     logged = logged_artifacts(uri, "grpo")
-    assert {"plots/train_curves.png", "reward_curve.png", "train_log.json"} <= logged
+    assert {"plots/train_curves.png", "reward_curve.png", "train_log.json", PROMPTS_FILE} <= logged
+    assert (out / PROMPTS_FILE).read_text() == default_templates().text
 
 
 def test_mean_reward_rises_on_an_easy_hard_set(

@@ -14,6 +14,7 @@ import pytest
 
 from unireward.config import from_dict
 from unireward.data.schema import Record, read_records
+from unireward.prompt_templates import default_templates
 from unireward.rewards import is_correct
 from unireward.think.rejection_sample import (
     CORRECT,
@@ -121,6 +122,7 @@ def test_run_writes_correct_and_hard_sets(
     # A random judge writes no well-formed CoT: nothing to keep, every item is hard.
     assert result.correct_samples == 0 and result.hard == 2
     assert result.judgements_per_s > 0 and summary["backend"] == backend
+    assert summary["prompt_templates"]["sha256"] == default_templates().sha256  # the judge has none
     grpo = [json.loads(line) for line in (tmp_path / HARD / "grpo.jsonl").open()]
     assert [g["solution"] for g in grpo] == [r.label for r in hard]
     assert all(g["problem"].count("<image>") == len(g["images"]) for g in grpo)

@@ -18,6 +18,7 @@ from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import read_records, write_records
 from unireward.data.teacher import teacher_cot
+from unireward.prompt_templates import PROMPTS_FILE, default_templates
 from unireward.think.rs_sft import CORRECT, RsSftConfig, run
 from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS
@@ -59,7 +60,10 @@ def test_run_changes_parameters_and_writes_artifacts(
     assert info["stage"] == "rs_sft" and info["global_step"] == result.train.global_step == 4
     assert info["examples"] == result.examples == 6 and info["skipped"] is None
     assert not (tmp_path / "rs" / CHECKPOINTS).exists()
-    assert {"plots/train_curves.png", "train_log.json"} <= logged_artifacts(uri, "rs_sft")
+    assert {"plots/train_curves.png", "train_log.json", PROMPTS_FILE} <= logged_artifacts(
+        uri, "rs_sft"
+    )
+    assert (tmp_path / "rs" / PROMPTS_FILE).read_text() == default_templates().text
 
 
 def test_an_empty_correct_set_writes_the_judge_unchanged(

@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from unireward.contract import PairVerdict
+from unireward.prompt_templates import default_templates, load_templates
 from unireward.serving.client import (
     ClientConfig,
     PairQuery,
@@ -256,6 +259,24 @@ def test_request_carries_key_model_prompt_and_images_in_order(server) -> None:
     first, second = (_decode(parts[i]["image_url"]["url"]) for i in (1, 3))
     assert np.array_equal(np.asarray(first), np.asarray(RED))  # PNG: exact pixels
     assert np.array_equal(np.asarray(second), np.asarray(BLUE))
+
+
+def test_the_judge_is_asked_in_the_words_of_its_templates(server, tmp_path: Path) -> None:
+    url, script = server
+    data = yaml.safe_load(default_templates().text)
+    data["version"] = "theirs-1"
+    data["templates"]["image_generation"]["pairwise"] = "Caption: {caption}\nPick: {choices}"
+    data["templates"]["image_generation"]["pointwise"] = "{caption}\n{lo}..{hi}, Final Score: n"
+    path = tmp_path / "theirs.yaml"
+    path.write_text(yaml.safe_dump(data))
+    judge = _client(url, prompt_templates=load_templates(path))
+    assert judge.judge_pair(GEN).verdict.preferred == 1
+    judge.score([ScoreQuery(Task.IMAGE_GENERATION, "a red square", RED)])
+    pair, point = (body["messages"][0]["content"][-1]["text"] for body in script.bodies)
+    assert pair.startswith('Caption: a red square\nPick: "Image 1 is better"')
+    assert point == "a red square\n1..5, Final Score: n"
+    _client(url).judge_pair(GEN)  # no templates: the project's default words
+    assert script.bodies[-1]["messages"][0]["content"][-1]["text"].startswith("Which image")
 
 
 def test_video_is_sent_as_frames() -> None:

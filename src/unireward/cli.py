@@ -14,7 +14,7 @@
     unireward grpo --judge runs/rs_sft --samples runs/rejection_sample \
         --dataset runs/validate --output-dir runs/grpo
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval \
-        [--cot] [--samples runs/rejection_sample]
+        [--cot] [--samples runs/rejection_sample] [--prompt-templates their_prompts.yaml]
     unireward ablation --evaluation judge=runs/evaluate/judge \
         --evaluation think=runs/evaluate/think --evaluation rs=runs/evaluate/rs \
         --evaluation grpo=runs/evaluate/grpo --output-dir runs/ablation
@@ -30,7 +30,8 @@
 
 Every stage subcommand takes `--params params.yaml --profile quick`: the stage's config is the
 `params.yaml` section of the same name with the profile's overrides (`unireward.config`), and
-the ad-hoc flags on top (`--max-steps` on the training stages, `ingest --source/--format`, ...).
+the ad-hoc flags on top (`--max-steps` on the training stages, `--prompt-templates` on every
+stage that builds judge prompts, `ingest --source/--format`, ...).
 Each subcommand is the same two calls: `_stage` (config, flags, input paths) and `_run` (the
 stage's `run()`, its errors, its one-line summary).
 Stage modules are imported inside the subcommands so `--help` stays fast and torch-free.
@@ -197,6 +198,14 @@ def _echo(stage: str, result: Any, extra: Mapping[str, Any] | None = None) -> No
 MaxSteps = Annotated[
     int | None, typer.Option("--max-steps", help="Overrides the stage's training steps.")
 ]
+PromptFile = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt-templates",
+        help="Prompt template file (overrides the config's `prompt_templates`; default: the "
+        "model's own prompts.yaml, else the project's).",
+    ),
+]
 
 
 @app.command("pretrain_base")
@@ -277,6 +286,7 @@ def unified_sft(
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/unified_sft"),
     max_steps: MaxSteps = None,
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -289,7 +299,7 @@ def unified_sft(
         profile,
         params,
         inputs=[base_model, dataset],
-        overrides={"train.max_steps": max_steps},
+        overrides={"train.max_steps": max_steps, "prompt_templates": prompt_templates},
     )
     _run(
         "unified_sft",
@@ -309,6 +319,7 @@ def cold_start(
         Path, typer.Option("--base", help="Base model, the start with config `init: base`.")
     ] = Path("models/base-tiny"),
     max_steps: MaxSteps = None,
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -321,7 +332,7 @@ def cold_start(
         "cold_start",
         profile,
         params,
-        overrides={"train.max_steps": max_steps},
+        overrides={"train.max_steps": max_steps, "prompt_templates": prompt_templates},
     )
     _require(dataset, base if config.init == "base" else judge)
     _run(
@@ -346,6 +357,7 @@ def rejection_sample(
     backend: Annotated[
         str | None, typer.Option("--backend", help="one | batched | vllm (overrides the config).")
     ] = None,
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -358,7 +370,7 @@ def rejection_sample(
         profile,
         params,
         inputs=[judge, dataset],
-        overrides={"backend": backend},
+        overrides={"backend": backend, "prompt_templates": prompt_templates},
     )
     _run("rejection_sample", lambda: stage.run(config, judge, dataset, output_dir))
 
@@ -370,6 +382,7 @@ def rs_sft(
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/rs_sft"),
     max_steps: MaxSteps = None,
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -382,7 +395,7 @@ def rs_sft(
         profile,
         params,
         inputs=[judge, samples, dataset],
-        overrides={"train.max_steps": max_steps},
+        overrides={"train.max_steps": max_steps, "prompt_templates": prompt_templates},
     )
     _run(
         "rs_sft",
@@ -398,6 +411,7 @@ def grpo(
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/grpo"),
     max_steps: MaxSteps = None,
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -410,7 +424,7 @@ def grpo(
         profile,
         params,
         inputs=[judge, samples, dataset],
-        overrides={"max_steps": max_steps},
+        overrides={"max_steps": max_steps, "prompt_templates": prompt_templates},
     )
     _run("grpo", lambda: stage.run(config, judge, samples, dataset, output_dir))
 
@@ -430,6 +444,7 @@ def evaluate(
             "--samples", help="rejection_sample's output: also score its hard items (split hard)."
         ),
     ] = None,
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -442,7 +457,7 @@ def evaluate(
         profile,
         params,
         inputs=[model, dataset, samples],
-        overrides={"cot": True if cot else None},
+        overrides={"cot": True if cot else None, "prompt_templates": prompt_templates},
     )
     _run(
         "evaluate",
@@ -587,6 +602,7 @@ def build_pairs(
         str | None, typer.Option("--judge-url", help="A running judge server's /v1 URL.")
     ] = None,
     output_dir: OutputDir = Path("runs/build_pairs"),
+    prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
@@ -600,7 +616,7 @@ def build_pairs(
         profile,
         params,
         inputs=[policy, judge_model],
-        overrides={"judge": judge, "judge_url": judge_url},
+        overrides={"judge": judge, "judge_url": judge_url, "prompt_templates": prompt_templates},
     )
     serve_config = _stage(ServeConfig, "serve", profile, params)
     _run(

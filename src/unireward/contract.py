@@ -1,5 +1,9 @@
 """The judge contract: prompt builders, SFT targets and strict answer parsers.
 
+The prompts' wording is data (`unireward.prompt_templates`: the project's
+`prompts/default.yaml` or a user's file, checked against these parsers); the item layout and
+the values the templates are filled with are here.
+
 Everything that turns a record into what the judge reads, and what the judge writes back into a
 verdict, lives here (shared/DESIGN.md, "The judge contract"). The answer strings themselves are
 named in `unireward.tasks`; this module never retypes them.
@@ -13,7 +17,8 @@ published pair-construction code silently made item 1 "chosen" in that case).
     >>> parse_pointwise("... Final Score: 4/5", Task.IMAGE_GENERATION)
     PointScore(score=4.0, reason=None)
 
-Pure functions, no I/O; tests: tests/test_contract.py.
+Pure functions, no I/O (but reading the default template file once); tests:
+tests/test_contract.py, tests/test_prompts.py.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from unireward.prompt_templates import PromptTemplates, default_templates
 from unireward.tasks import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -127,9 +133,6 @@ def swap_label(task: Task, label: str) -> str:
 
 # --------------------------------------------------------------------------- prompts
 
-_DIMENSIONS_GENERATION = "semantic consistency, aesthetics and authenticity"
-_DIMENSIONS_UNDERSTANDING = "semantic accuracy, correctness and clarity"
-
 
 def _quoted_choices(labels: Sequence[str]) -> str:
     return ", ".join(f'"{s}"' for s in labels)
@@ -143,50 +146,26 @@ def _expected_shape(task: Task, mode: Mode) -> tuple[int, int]:
     return n_items, 2 if mode == Mode.PAIRWISE else 1
 
 
-def _instruction(task: Task, mode: Mode, prompt: str, responses: Sequence[str], cot: bool) -> str:
-    noun = "video" if task.is_video else "image"
-    lo, hi = SCORE_RANGE[task]
-    # What is judged: the caption a generated item must match, or the candidate answer(s).
-    if task.is_generation:
-        question, candidates = "", f"Caption: {prompt}"
-    else:
-        question = f"Question about the {noun}: {prompt}\n"
-        if mode == Mode.PAIRWISE:
-            candidates = f"Answer 1: {responses[0]}\nAnswer 2: {responses[1]}"
-        else:
-            candidates = f"Answer: {responses[0]}"
+def template_values(
+    task: Task, mode: Mode, prompt: str, responses: Sequence[str], cot: bool
+) -> dict[str, str]:
+    """The values a template's fields take (prompt_templates.fields_for names them per key):
+    {caption} or {question}, the answers, {choices} = the exact answer strings the parser
+    accepts (no tie in CoT), {lo}/{hi} = the task's scale (tasks.SCORE_RANGE).
 
+    >>> template_values(Task.IMAGE_GENERATION, Mode.POINTWISE, "a red circle", [], False)
+    {'caption': 'a red circle', 'lo': '1', 'hi': '5'}
+    """
+    values = {"caption": prompt} if task.is_generation else {"question": prompt}
     if mode == Mode.POINTWISE:
-        if task.is_generation:
-            ask = f"Rate how well the {noun} matches the caption and how good it looks"
-        else:
-            ask = f"Rate how correct and helpful the answer is for this {noun}"
-        ask = f'{ask}, from {lo:g} to {hi:g}. End with "Final Score: <number>".'
-    elif task.is_generation:
-        ask = f"Which {noun} matches the caption better and looks better?"
-    else:
-        ask = f"Which answer is better for this {noun}?"
-
-    if cot:
-        dims, items = (
-            (_DIMENSIONS_GENERATION, f"each {noun}")
-            if task.is_generation
-            else (_DIMENSIONS_UNDERSTANDING, "each answer")
-        )
-        choices = _quoted_choices(PAIR_ANSWERS[task])
-        return (
-            f"{question}{candidates}\n{ask} Inside <think></think>, score {items} on {dims} and "
-            f"sum the scores. Then write exactly one of {choices} inside <answer></answer>, no tie."
-        )
-    if mode == Mode.PAIRWISE:
-        choices = _quoted_choices(_valid_labels(task, allow_tie=True))
-        ask += f" Reply with exactly one of: {choices}."
-    # Direct answers: the candidates come last, right before the verdict. Measured
-    # (experiments/probe_direct_caption.py; README, "The saddle is in the comparison"): with the
-    # candidates ~35 tokens before the verdict, the tiny judge (text rope theta 10) stayed at
-    # chance on image understanding even with the scene's caption in the prompt; with them
-    # last it learned the comparison (0.72 / 0.68 captioned in 2,000 steps).
-    return f"{question}{ask}\n{candidates}"
+        lo, hi = SCORE_RANGE[task]
+        if not task.is_generation:
+            values["answer"] = responses[0]
+        return values | {"lo": f"{lo:g}", "hi": f"{hi:g}"}
+    if not task.is_generation:
+        values |= {"answer_1": responses[0], "answer_2": responses[1]}
+    values["choices"] = _quoted_choices(_valid_labels(task, allow_tie=not cot))
+    return values
 
 
 def build_messages(
@@ -198,14 +177,16 @@ def build_messages(
     frames_per_item: int = 1,
     cot: bool = False,
     hint: str | None = None,
+    templates: PromptTemplates | None = None,
 ) -> list[dict]:
     """HF chat messages (one user turn) for the judge, in transformers' multimodal format.
 
     The content is, in order: for each visual item a text marker ("Image 1:", "Video 2:", or
     "Image:" / "Video:" for a single item) followed by `frames_per_item` image placeholders,
-    then the instruction text. A pair of videos is all frames of video 1, then all of video 2.
-    Direct prompts end with what is judged (the candidate answers, or the caption a generated
-    item must match); CoT prompts state it before the instruction.
+    then the instruction text: the (task, mode, cot) template of `templates` (a checked file,
+    `prompt_templates.load_templates`; None = the project's default, whose direct prompts end
+    with what is judged and whose CoT prompts state it first) filled with `template_values`.
+    A pair of videos is all frames of video 1, then all of video 2.
 
     `hint` is training-only context put before the instruction: unified_sft's caption
     curriculum writes what each item shows there and anneals it away. Inference never sets it.
@@ -251,7 +232,8 @@ def build_messages(
         marker = f"{noun} {i + 1}:" if n_items > 1 else f"{noun}:"
         content.append({"type": "text", "text": marker})
         content.extend({"type": "image"} for _ in range(frames_per_item))
-    text = _instruction(task, mode, prompt, responses, cot)
+    templates = default_templates() if templates is None else templates
+    text = templates.render(task, mode, cot, template_values(task, mode, prompt, responses, cot))
     if hint is not None:
         text = f"{hint.strip()}\n{text}"
     content.append({"type": "text", "text": text})

@@ -23,6 +23,11 @@ Protocol (shared/DESIGN.md, "Evaluation protocol"):
     unireward evaluate --model runs/cold_start --dataset runs/validate --output-dir runs/eval \
         --cot [--samples runs/rejection_sample]
 
+Prompts: the model's own prompts.yaml (the words it was trained on, saved by every training
+stage), or the project's default for a checkpoint without one; `prompt_templates` names another
+file (it wins over the model's own, with a warning: e.g. a published checkpoint's prompts). The
+file and its version/sha256 go to the MLflow run.
+
 Writes `metrics.json` (flat {name: value}: `<task>/<metric>` for the primary split,
 `<split>/<task>/<metric>` for the others, and `*_mean` aggregates), `predictions.parquet`
 (every raw judge output with its parse), `metrics.png` (accuracy per task and split) and
@@ -49,6 +54,7 @@ from unireward.data.schema import Record, read_records
 from unireward.eval import metrics as M
 from unireward.judge.examples import prompt_messages, record_images, swap_record
 from unireward.model.tiny import check_placement
+from unireward.prompt_templates import PromptTemplates, log_templates, resolve_templates
 from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, Mode, parse_mode, parse_task
 
@@ -74,6 +80,9 @@ class EvaluateConfig:
     threads: int = 1  # see TrainParams.threads
     device: str = "cpu"  # "cuda" on a GPU node
     dtype: str = "float32"  # the weights\' dtype: "bfloat16" for a 7B model on GPUs
+    # A prompt template file; "" = the model's own prompts.yaml, else the project's default.
+    # A file named here wins over the model's own (with a warning when they differ).
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -181,8 +190,16 @@ def score_split(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def predict(model, processor, records: list[Record], root: Path, config: EvaluateConfig):
-    """Judge every record (pairwise ones in both orders); one row per record."""
+def predict(
+    model,
+    processor,
+    records: list[Record],
+    root: Path,
+    config: EvaluateConfig,
+    templates: PromptTemplates | None = None,
+):
+    """Judge every record (pairwise ones in both orders), asked in `templates`' words (None =
+    the default); one row per record."""
     from unireward.judge.infer import generate_texts
 
     shown = presented_order(records, config.swap_seed)
@@ -193,7 +210,8 @@ def predict(model, processor, records: list[Record], root: Path, config: Evaluat
         cot = config.cot and pairwise
         budget = config.cot_max_new_tokens if cot else config.max_new_tokens
         for j, v in enumerate([r, swap_record(r)] if pairwise else [r]):
-            jobs[budget].append(((prompt_messages(v, cot=cot), record_images(v, root)), (i, j)))
+            messages = prompt_messages(v, cot=cot, templates=templates)
+            jobs[budget].append(((messages, record_images(v, root)), (i, j)))
     outputs: dict[tuple[int, int], str] = {}
     for budget, batch in jobs.items():
         texts = generate_texts(
@@ -278,11 +296,12 @@ def run(
     torch.set_num_threads(config.threads)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    templates = resolve_templates(config.prompt_templates, Path(model_dir))
     records = select(read_records(Path(dataset_dir)), config)
     if samples_dir is not None:
         records += hard_records(samples_dir, config)
     model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
-    rows = predict(model, processor, records, Path(dataset_dir), config)
+    rows = predict(model, processor, records, Path(dataset_dir), config, templates)
     metrics = compute_metrics(rows, config)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     pd.DataFrame(rows).to_parquet(output_dir / "predictions.parquet")
@@ -294,6 +313,7 @@ def run(
     with tracker.start_run(f"evaluate-{name}", tags=tags):
         paths = {"model_dir": str(model_dir), "samples_dir": str(samples_dir)}
         tracker.log_params({"evaluate": to_dict(config), **paths})
+        log_templates(tracker, templates)
         tracker.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
         plots.log_outputs(tracker, output_dir, "evaluate", figs)
     plots.close(figs)

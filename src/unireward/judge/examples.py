@@ -2,8 +2,10 @@
 
 One row schema in, one example schema out: `{"prompt": [user message], "completion":
 [assistant message], "images": [PIL images in placeholder order]}`, the prompt-completion
-conversational format TRL's vision collator takes. The prompt wording and answer strings come
-from `unireward.contract`; media paths are resolved inside the dataset root only.
+conversational format TRL's vision collator takes. The prompt layout and answer strings come
+from `unireward.contract`, the wording from the `templates` given (a checked
+`prompt_templates.PromptTemplates`; None = the project's default file); media paths are
+resolved inside the dataset root only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from PIL import Image
 from unireward import contract
 from unireward.data.media import resolve_media
 from unireward.data.schema import Record
+from unireward.prompt_templates import PromptTemplates
 from unireward.tasks import Mode, Task, parse_mode, parse_task
 
 
@@ -98,7 +101,10 @@ def scene_hint(record: Record) -> str | None:
 
 
 def prompt_messages(
-    record: Record, cot: bool = False, hint: str | None = None
+    record: Record,
+    cot: bool = False,
+    hint: str | None = None,
+    templates: PromptTemplates | None = None,
 ) -> list[dict[str, Any]]:
     task, mode = parse_task(record.task), parse_mode(record.mode)
     frames = {len(item) for item in record.media}
@@ -113,6 +119,7 @@ def prompt_messages(
         frames_per_item=frames.pop(),
         cot=cot,
         hint=hint,
+        templates=templates,
     )
 
 
@@ -122,16 +129,20 @@ def record_images(record: Record, root: Path) -> list[Image.Image]:
 
 
 def to_example(
-    record: Record, root: Path, cot: bool = False, hint: str | None = None
+    record: Record,
+    root: Path,
+    cot: bool = False,
+    hint: str | None = None,
+    templates: PromptTemplates | None = None,
 ) -> dict[str, Any]:
-    """A training example: prompt (with `hint` before the instruction, if given), answer-only
-    (or CoT) completion and images."""
+    """A training example: prompt (`templates`' wording, with `hint` before the instruction, if
+    given), answer-only (or CoT) completion and images."""
     task, mode = parse_task(record.task), parse_mode(record.mode)
     target = contract.target_text(
         task, mode, record.label, record.score, cot=record.cot, use_cot=cot
     )
     return {
-        "prompt": prompt_messages(record, cot=cot, hint=hint),
+        "prompt": prompt_messages(record, cot=cot, hint=hint, templates=templates),
         "completion": [{"role": "assistant", "content": [{"type": "text", "text": target}]}],
         "images": record_images(record, root),
     }

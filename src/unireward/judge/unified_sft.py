@@ -16,6 +16,10 @@ the full profile's eight stay at chance after 8,000 steps (README, judge section
     unireward unified_sft --base-model models/base-tiny --dataset runs/validate \
         --output-dir runs/unified_sft [--profile full]
 
+Prompts: `prompt_templates` (a template file, "" = the base model's own prompts.yaml if it has
+one, else the project's default; `unireward.prompt_templates`) words every example; the file is
+saved next to the judge as prompts.yaml, so inference asks it in the words it learned.
+
 Resumable: killed and restarted with the same output dir, training continues from the newest
 checkpoint in `output_dir/checkpoints`.
 """
@@ -33,6 +37,13 @@ import numpy as np
 from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.judge.examples import scene_hint, swap_record, to_example
+from unireward.prompt_templates import (
+    PromptTemplates,
+    describe,
+    log_templates,
+    resolve_templates,
+    save_templates,
+)
 from unireward.tasks import MODES, TASKS, Mode, parse_mode, parse_task
 from unireward.training import (
     TrainOutcome,
@@ -89,6 +100,8 @@ class UnifiedSftConfig:
     # (but for a pair split by a batch boundary) each batch shows both orders of its pairs.
     paired_swaps: bool = False
     caption_curriculum: CaptionCurriculum = field(default_factory=CaptionCurriculum)
+    # A prompt template file; "" = the base model's own prompts.yaml, else the project's default.
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = $MLFLOW_TRACKING_URI or local sqlite; "null" = none
     experiment: str = "unireward"
 
@@ -167,12 +180,14 @@ def record_stream(
     curriculum: CaptionCurriculum | None = None,
     batch_size: int = 1,
     paired: bool = False,
+    templates: PromptTemplates | None = None,
 ):
     """Endless shuffled epochs over `rows` as SFT examples; row i is a pure function of i.
 
     With `paired`, an epoch shuffles the `twin_units` of `rows`, so a record and its swapped
     twin are adjacent. With a `curriculum`, example i carries its row's scene hint with
-    probability `curriculum.share(i // batch_size)` (rows without one are shown plain)."""
+    probability `curriculum.share(i // batch_size)` (rows without one are shown plain).
+    `templates` words the prompts (None = the project's default)."""
     n = len(rows)
     hints = [scene_hint(r) for r in rows] if curriculum and curriculum.active else None
     units = twin_units(rows) if paired else [[i] for i in range(n)]
@@ -186,7 +201,7 @@ def record_stream(
             share = curriculum.share(i // batch_size)
             if share > 0 and np.random.default_rng([seed + 1, i]).random() < share:
                 hint = hints[row]
-        return to_example(rows[row], root, cot=cot, hint=hint)
+        return to_example(rows[row], root, cot=cot, hint=hint, templates=templates)
 
     return example_stream(make)
 
@@ -197,6 +212,7 @@ def run(
     from unireward.model.tiny import save_checkpoint
 
     output_dir = Path(output_dir)
+    templates = resolve_templates(config.prompt_templates, Path(base_model_dir))
     records = select_records(read_records(Path(dataset_dir)), config)
     rows = expand(records, config.swap_augment)
     model, processor = load_for_training(Path(base_model_dir), config.train)
@@ -220,6 +236,7 @@ def run(
         curriculum=config.caption_curriculum,
         batch_size=config.train.batch_size,
         paired=config.paired_swaps,
+        templates=templates,
     )
     outcome = train_sft(model, processor, stream, config.train, output_dir)
     if not outcome.is_main_process:  # several processes: the main one writes the outputs
@@ -236,6 +253,7 @@ def run(
             "config": to_dict(config),
             "records": counts,
             "records_with_hint": hinted,
+            "prompt_templates": describe(templates),
             "global_step": outcome.global_step,
             "resumed_from": outcome.resumed_from,
             "train_seconds": round(outcome.train_seconds, 1),
@@ -244,23 +262,29 @@ def run(
         },
         state_dict=outcome.state_dict,
     )
+    save_templates(templates, output_dir)
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
     discard_checkpoints(output_dir)
-    _track(config, counts, outcome, output_dir)
+    _track(config, counts, outcome, output_dir, templates)
     return SftResult(model_dir=output_dir, n_records=len(records), train=outcome)
 
 
 def _track(
-    config: UnifiedSftConfig, counts: dict[str, int], outcome: TrainOutcome, output_dir: Path
+    config: UnifiedSftConfig,
+    counts: dict[str, int],
+    outcome: TrainOutcome,
+    output_dir: Path,
+    templates: PromptTemplates,
 ) -> None:
     """One MLflow run `unified_sft`: params, records per task/mode, the loss per logged step,
-    train_log.json and `plots/train_curves.png`."""
+    train_log.json, the prompt templates and `plots/train_curves.png`."""
     from unireward.plots import log_training_curves
     from unireward.tracking import make_tracker
 
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run("unified_sft", tags={"stage": "unified_sft"}):
         tracker.log_params({"unified_sft": to_dict(config)})
+        log_templates(tracker, templates)
         tracker.log_metrics(
             {f"records/{k}": float(v) for k, v in counts.items()}
             | {"global_step": float(outcome.global_step), "train_seconds": outcome.train_seconds}

@@ -15,6 +15,11 @@ counted. `cot: true` asks the pairs in chain-of-thought mode (a UnifiedReward-Th
 `point_sift: false` asks no pointwise scores and ranks by pair wins instead (`pairs.win_counts`),
 for a judge trained pairwise only (profile `cot_judge` in experiments/params.yaml sets both).
 
+The served judge is asked in the words it was trained on: the checkpoint's own prompts.yaml
+(else the project's default), or the file `prompt_templates` names (it wins over the
+checkpoint's own; with `judge_url` it is the only way to name a remote judge's prompts). The
+file goes to the MLflow run, its version/sha256 into every row's provenance.
+
 The judge (`judge:` in params, `judges.py`): `served` = the trained judge behind vLLM through
 `RewardClient` (this stage launches `serve.run` on the given checkpoint unless `--judge-url`
 points at a running server; the key comes from `serve.api_key_env`, and a fresh random key is
@@ -47,6 +52,12 @@ from unireward.config import to_dict
 from unireward.model.tiny import check_placement
 from unireward.policy import pairs as P
 from unireward.policy.questions import PolicyQuestion, image_key, is_correct, make_questions
+from unireward.prompt_templates import (
+    PromptTemplates,
+    describe,
+    log_templates,
+    resolve_templates,
+)
 
 JUDGE_KINDS = ("served", "oracle")
 REPORT = "report.html"
@@ -88,6 +99,9 @@ class BuildPairsConfig:
     device: str = "cpu"  # "cuda" on a GPU node
     dtype: str = "float32"  # the weights\' dtype: "bfloat16" for a 7B model on GPUs
     client: JudgeClientParams = field(default_factory=JudgeClientParams)
+    # The served judge's prompt template file; "" = the judge checkpoint's own prompts.yaml,
+    # else the project's default (a file named here wins over the checkpoint's own).
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -222,9 +236,10 @@ def open_judge(
     judge_model: Path | None,
     serve_config,
     output_dir: Path,
+    templates: PromptTemplates | None = None,
 ) -> Iterator[tuple[Any, dict[str, Any]]]:
     """The judge for `config.judge`, with provenance; a server this stage starts lives only for
-    the `with` block."""
+    the `with` block. A served judge is asked in `templates`' words (None = the default)."""
     if config.judge == "oracle":
         from unireward.policy.judges import ShapesOracle
 
@@ -243,6 +258,7 @@ def open_judge(
                 max_concurrency=config.client.max_concurrency,
                 timeout_s=config.client.timeout_s,
                 max_retries=config.client.max_retries,
+                prompt_templates=templates,
             )
         )
 
@@ -494,9 +510,14 @@ def run(
             "build_pairs with judge: served needs the judge checkpoint "
             "(--judge-model) or a running server (judge_url); or use --judge oracle"
         )
+    templates = None
+    if config.judge == "served":  # before sampling: a bad template file fails at once
+        own = None if config.judge_url else Path(judge_model)
+        templates = resolve_templates(config.prompt_templates, own)
     cands = sample_candidates(Path(policy_dir), config)
     sampled_s = time.perf_counter() - start
-    with open_judge(config, cands, judge_model, serve_config, output_dir) as (judge, source):
+    opened = open_judge(config, cands, judge_model, serve_config, output_dir, templates)
+    with opened as (judge, source):
         judged_at = time.perf_counter()
         verdicts, scores, counts = judge_candidates(
             judge, cands, config.swap, config.cot, config.point_sift
@@ -511,6 +532,7 @@ def run(
         "swap": config.swap,
         "cot": config.cot,
         "scores": "pointwise" if config.point_sift else "pair_wins",
+        "prompt_templates": describe(templates) if templates is not None else None,
     }
     rows = [
         preference_row(c, d, provenance)
@@ -539,6 +561,8 @@ def run(
         tags={"stage": "build_pairs", "judge": config.judge, **(tags or {})},
     ):
         tracker.log_params({"build_pairs": to_dict(config), "policy": str(policy_dir), **source})
+        if templates is not None:
+            log_templates(tracker, templates)
         tracker.log_metrics(stats)
         tracker.log_artifact(output_dir / "stats.json")
         tracker.log_artifact(output_dir / REPORT)

@@ -12,7 +12,9 @@
     judgement.verdict.reason      # why None: unparseable text, or the request failed
 
 What it does:
-- prompts come from `unireward.contract.build_messages` (the wording the judge was trained on);
+- prompts come from `unireward.contract.build_messages` in the words of
+  `ClientConfig.prompt_templates` (None = the project's default file; for a judge trained on
+  other prompts pass its own: `load_templates("<model dir>/prompts.yaml")`);
   the `{"type": "image"}` placeholders become `image_url` parts with base64 PNG data URLs, in
   order; a video is a sequence of frames (8 per video in the contract), sent as images;
 - answers go through `contract.parse_pairwise` / `parse_pointwise`: unparseable text is
@@ -48,6 +50,7 @@ from PIL import Image
 from unireward import contract
 from unireward.contract import PairVerdict, PointScore
 from unireward.progress import gather_progress
+from unireward.prompt_templates import PromptTemplates
 from unireward.serving.preference import combine_swapped, disagree, unswap, win_rates
 from unireward.tasks import Mode, Task, normalise_score, parse_mode, parse_task
 
@@ -73,6 +76,8 @@ class ClientConfig:
     max_tokens: int = 16  # direct answers are a few tokens
     cot_max_tokens: int = 512
     temperature: float = 0.0  # greedy: a reward must not be a coin toss
+    # The words the judge is asked in: the ones it was trained on (None = the project's default).
+    prompt_templates: PromptTemplates | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -203,15 +208,17 @@ def openai_messages(
     responses: Sequence[str] = (),
     cot: bool = False,
     encode: Callable[[Image.Image], str] = image_data_url,
+    templates: PromptTemplates | None = None,
 ) -> list[dict[str, Any]]:
-    """The contract's chat messages in OpenAI form: image placeholders -> data-URL parts."""
+    """The contract's chat messages (`templates`' words; None = the default) in OpenAI form:
+    image placeholders -> data-URL parts."""
     items = [_frames(item) for item in media]
     counts = {len(frames) for frames in items}
     if len(counts) > 1:
         raise ValueError(f"visual items have different frame counts {sorted(counts)}")
     frames_per_item = counts.pop() if counts else 1
     messages = contract.build_messages(
-        task, mode, prompt, list(responses), len(items), frames_per_item, cot
+        task, mode, prompt, list(responses), len(items), frames_per_item, cot, templates=templates
     )
     images = iter([frame for frames in items for frame in frames])
     content: list[dict[str, Any]] = []
@@ -378,6 +385,7 @@ class RewardClient:
             query.responses,
             query.cot,
             encode=encode,
+            templates=self.config.prompt_templates,
         )
         limit = self.config.cot_max_tokens if query.cot else self.config.max_tokens
         return await session.complete(messages, limit)
@@ -401,7 +409,13 @@ class RewardClient:
     async def _ask_score(self, session: _Session, query: ScoreQuery, encode: Encoder) -> _Reply:
         responses = () if query.response is None else (query.response,)
         messages = openai_messages(
-            query.task, Mode.POINTWISE, query.prompt, (query.media,), responses, encode=encode
+            query.task,
+            Mode.POINTWISE,
+            query.prompt,
+            (query.media,),
+            responses,
+            encode=encode,
+            templates=self.config.prompt_templates,
         )
         return await session.complete(messages, self.config.max_tokens)
 

@@ -21,7 +21,12 @@ the unified judge on them (UnifiedReward-Think, stage 1).
    chance, while the same SFT from the base with the teacher's `observation` style reaches
    ~0.7 CoT accuracy on image understanding (README "Think stages").
 
-Outputs in `output_dir`: the judge checkpoint (safetensors + unireward.json), `train_log.json`,
+Prompts: `prompt_templates` (a template file; "" = the start checkpoint's own prompts.yaml, else
+the project's default) words the CoT prompts the OpenAI teacher is sent and the judge is trained
+on; the file is saved next to the judge as prompts.yaml and logged with the run.
+
+Outputs in `output_dir`: the judge checkpoint (safetensors + unireward.json + prompts.yaml),
+`train_log.json`,
 and `distill/` (`teacher_outputs.jsonl`, `records.parquet` = the kept rows as canonical records
 with `cot` set, media paths relative to the input dataset, `summary.json`).
 
@@ -44,6 +49,14 @@ from unireward.data.schema import Record, read_records, write_records
 from unireward.judge.examples import swap_record
 from unireward.plots import log_training_curves
 from unireward.progress import progress
+from unireward.prompt_templates import (
+    PromptTemplates,
+    default_templates,
+    describe,
+    log_templates,
+    resolve_templates,
+    save_templates,
+)
 from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, TIE_ANSWERS, Mode, parse_task
 from unireward.think.teachers import Teacher, TeacherConfig, TeacherError, make_teacher
@@ -73,6 +86,8 @@ class ColdStartConfig:
     swap_augment: bool = True
     max_failed_fraction: float = 0.05
     init: str = "judge"  # judge | base: the checkpoint the SFT starts from
+    # A prompt template file; "" = the start checkpoint's own prompts.yaml, else the default.
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -212,13 +227,18 @@ def distill(
     return Distillation(outcomes=outcomes, kept=kept)
 
 
-def _provenance(config: ColdStartConfig, dataset_dir: Path) -> dict[str, Any]:
-    """What a distillation depends on: a restart reuses one only if all of it is unchanged."""
+def _provenance(
+    config: ColdStartConfig, dataset_dir: Path, templates: PromptTemplates
+) -> dict[str, Any]:
+    """What a distillation depends on: a restart reuses one only if all of it is unchanged
+    (the prompts too, for a teacher that reads them)."""
+    prompts = {"prompts": templates.sha256} if config.teacher.kind == "openai" else {}
     return {
         "teacher": to_dict(config.teacher),
         "dataset": str(Path(dataset_dir).resolve()),
         **{k: getattr(config, k) for k in ("split", "max_items_per_task", "swap_augment")},
         "tasks": list(config.tasks),
+        **prompts,
     }
 
 
@@ -249,15 +269,19 @@ def _reuse_distillation(provenance: dict, out: Path) -> tuple[dict, list[Record]
 
 
 def run_distillation(
-    config: ColdStartConfig, dataset_dir: Path, output_dir: Path
+    config: ColdStartConfig,
+    dataset_dir: Path,
+    output_dir: Path,
+    templates: PromptTemplates | None = None,
 ) -> tuple[dict, list[Record]]:
+    templates = default_templates() if templates is None else templates
     out = Path(output_dir) / DISTILL
-    provenance = _provenance(config, dataset_dir)
+    provenance = _provenance(config, dataset_dir, templates)
     reused = _reuse_distillation(provenance, out)
     if reused is not None:
         return reused
     items = select_items(read_records(Path(dataset_dir)), config)
-    teacher = make_teacher(config.teacher)
+    teacher = make_teacher(config.teacher, templates)
     result = distill(teacher, items, Path(dataset_dir), config.teacher.max_concurrency)
     summary = _write_distillation(result, config, provenance, out)
     if not summary["passed"]:
@@ -303,12 +327,13 @@ def run(
 
     output_dir = Path(output_dir)
     start = start_checkpoint(config, judge_dir, base_dir)
-    summary, kept = run_distillation(config, dataset_dir, output_dir)
+    templates = resolve_templates(config.prompt_templates, start)
+    summary, kept = run_distillation(config, dataset_dir, output_dir, templates)
     model, processor = load_for_training(start, config.train)
     outcome = train_sft(
         model,
         processor,
-        record_stream(kept, Path(dataset_dir), config.train.seed, cot=True),
+        record_stream(kept, Path(dataset_dir), config.train.seed, cot=True, templates=templates),
         config.train,
         output_dir,
         callbacks=callbacks,
@@ -323,13 +348,14 @@ def run(
         "global_step": outcome.global_step,
         "resumed_from": outcome.resumed_from,
         "train_seconds": round(outcome.train_seconds, 1),
+        "prompt_templates": describe(templates),
     }
     save_checkpoint(model, processor, output_dir, extra=info)
+    save_templates(templates, output_dir)
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
     discard_checkpoints(output_dir)
-    _track(
-        config, make_tracker(config.tracking_uri, config.experiment), summary, outcome, output_dir
-    )
+    tracker = make_tracker(config.tracking_uri, config.experiment)
+    _track(config, tracker, summary, outcome, output_dir, templates)
     return ColdStartResult(
         model_dir=output_dir,
         items=summary["items"],
@@ -340,9 +366,12 @@ def run(
     )
 
 
-def _track(config, tracker, summary: dict, outcome: TrainOutcome, output_dir: Path) -> None:
+def _track(
+    config, tracker, summary: dict, outcome: TrainOutcome, output_dir: Path, templates
+) -> None:
     with tracker.start_run("cold_start", tags={"stage": "cold_start"}):
         tracker.log_params({"cold_start": to_dict(config)})
+        log_templates(tracker, templates)
         tracker.log_metrics(
             {
                 k: float(summary[k])

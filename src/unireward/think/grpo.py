@@ -26,7 +26,11 @@ the quick profile's group size, steps and completion length are tiny (published 
 comments in params.yaml); `loss_type` defaults to "grpo" (the published sequence-mean loss)
 rather than TRL's "dapo" default.
 
-Outputs: the checkpoint (safetensors + unireward.json), `train_log.json` (TRL's log history:
+Prompts: `prompt_templates` ("" = the input judge's own prompts.yaml, else the default) words
+the CoT prompts; the file is saved next to the output judge as prompts.yaml.
+
+Outputs: the checkpoint (safetensors + unireward.json + prompts.yaml), `train_log.json` (TRL's
+log history:
 `reward`, `rewards/<name>/mean`, `kl`, ...), `reward_curve.png`. Tests: tests/test_grpo.py.
 """
 
@@ -42,6 +46,13 @@ from unireward.config import to_dict
 from unireward.data.schema import Record, read_records
 from unireward.data.teacher import evidence
 from unireward.judge.unified_sft import expand
+from unireward.prompt_templates import (
+    PromptTemplates,
+    describe,
+    log_templates,
+    resolve_templates,
+    save_templates,
+)
 from unireward.rewards import CHECKS, accuracy_reward, format_reward
 from unireward.training import (
     ScaleParams,
@@ -91,6 +102,8 @@ class GrpoConfig:
     device: str = "cpu"
     deepspeed: str = ""  # path to a DeepSpeed JSON config; "" = plain DDP / single process
     scale: ScaleParams = field(default_factory=ScaleParams)  # as every stage's train.scale
+    # A prompt template file; "" = the input judge's own prompts.yaml, else the default.
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -127,17 +140,22 @@ class GrpoResult:
 
 
 def grpo_rows(
-    records: list[Record], root: Path, swap_augment: bool = False, check: str = "verdict"
+    records: list[Record],
+    root: Path,
+    swap_augment: bool = False,
+    check: str = "verdict",
+    templates: PromptTemplates | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per hard item: `prompt` (CoT prompt, image placeholders), `images`, `solution`;
-    with `swap_augment` each item is followed by its twin in the other order; with a `check`
-    other than "verdict" also `check` and `observations` (the accuracy reward's columns)."""
+    """One row per hard item: `prompt` (CoT prompt in `templates`' words, image placeholders),
+    `images`, `solution`; with `swap_augment` each item is followed by its twin in the other
+    order; with a `check` other than "verdict" also `check` and `observations` (the accuracy
+    reward's columns)."""
     from unireward.judge.examples import prompt_messages, record_images
 
     rows = []
     for r in expand(records, swap_augment):
         row = {
-            "prompt": prompt_messages(r, cot=True),
+            "prompt": prompt_messages(r, cot=True, templates=templates),
             "images": record_images(r, root),
             "solution": r.label,
         }
@@ -148,12 +166,16 @@ def grpo_rows(
 
 
 def grpo_dataset(
-    records: list[Record], root: Path, swap_augment: bool = False, check: str = "verdict"
+    records: list[Record],
+    root: Path,
+    swap_augment: bool = False,
+    check: str = "verdict",
+    templates: PromptTemplates | None = None,
 ):
     """A map-style `datasets.Dataset` of `grpo_rows` (GRPO's sampler repeats each prompt)."""
     from datasets import Dataset
 
-    return Dataset.from_list(grpo_rows(records, root, swap_augment, check))
+    return Dataset.from_list(grpo_rows(records, root, swap_augment, check, templates))
 
 
 def load_hard_set(samples_dir: Path) -> list[Record]:
@@ -281,12 +303,15 @@ def run(
 
     output_dir = Path(output_dir)
     hard = load_hard_set(samples_dir)
+    templates = resolve_templates(config.prompt_templates, Path(judge_dir))
     model, processor = load_for_training(Path(judge_dir), TrainParams(scale=config.scale))
     skipped = None if hard else "no hard items in the rejection-sampling set"
     step, history, resumed, trainer, seconds = 0, [], None, None, 0.0
     if not skipped:
         start = time.perf_counter()
-        dataset = grpo_dataset(hard, Path(dataset_dir), config.swap_augment, config.check)
+        dataset = grpo_dataset(
+            hard, Path(dataset_dir), config.swap_augment, config.check, templates
+        )
         step, history, resumed, trainer = train_grpo(
             model, processor, dataset, config, output_dir, callbacks
         )
@@ -303,6 +328,7 @@ def run(
         "resumed_from": resumed,
         "train_seconds": round(seconds, 1),
         "reward_curve": curve,
+        "prompt_templates": describe(templates),
         **(distributed_info(trainer) if trainer is not None else {}),
     }
     state_dict, main = None, True
@@ -313,11 +339,12 @@ def run(
     if main:
         model.to("cpu")
         save_checkpoint(model, processor, output_dir, extra=info, state_dict=state_dict)
+        save_templates(templates, output_dir)
         (output_dir / "train_log.json").write_text(json.dumps(history, indent=1))
         if curve:
             plot_curve(history, output_dir / "reward_curve.png")
         discard_checkpoints(output_dir)
-        _track(config, history, len(hard), skipped, output_dir)
+        _track(config, history, len(hard), skipped, output_dir, templates)
     nan = float("nan")
     return GrpoResult(
         model_dir=output_dir,
@@ -331,13 +358,21 @@ def run(
     )
 
 
-def _track(config: GrpoConfig, history: list, prompts: int, skipped, output_dir: Path) -> None:
+def _track(
+    config: GrpoConfig,
+    history: list,
+    prompts: int,
+    skipped,
+    output_dir: Path,
+    templates: PromptTemplates,
+) -> None:
     from unireward.plots import log_training_curves
     from unireward.tracking import make_tracker
 
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run("grpo", tags={"stage": "grpo", "skipped": str(bool(skipped))}):
         tracker.log_params({"grpo": to_dict(config)})
+        log_templates(tracker, templates)
         tracker.log_metrics({"prompts": float(prompts)})
         keys = {
             "reward": "reward",

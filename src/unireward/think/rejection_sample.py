@@ -19,6 +19,10 @@ ones become CoT SFT data, the pairs it keeps getting wrong become GRPO data
    (`rewards.format_reward`: both GRPO rewards are 1). An item is *hard* when at most
    `hard_max_correct` of its k samples are correct (0: wrong every time, the paper's choice).
 
+Prompts: the judge's own prompts.yaml (saved by the stage that trained it), else the project's
+default; `prompt_templates` names another file (it wins, with a warning). Every backend asks in
+those words; the file and its version/sha256 go to the MLflow run.
+
 Outputs in `output_dir`: `samples.jsonl` (every sample: item, text, format-valid, correct),
 `correct/records.parquet` (up to `keep_per_item` distinct correct CoTs per item, canonical
 records with `cot` set: rs_sft's data), `hard/records.parquet` (the hard items, canonical, label
@@ -47,6 +51,12 @@ from unireward.data.schema import Record, read_records, write_records
 from unireward.data.teacher import evidence
 from unireward.model.tiny import check_placement
 from unireward.progress import progress
+from unireward.prompt_templates import (
+    PromptTemplates,
+    describe,
+    log_templates,
+    resolve_templates,
+)
 from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
 from unireward.tasks import TASKS, Mode, parse_task
 from unireward.think.cold_start import select_items
@@ -83,6 +93,9 @@ class RejectionSampleConfig:
     vllm_max_concurrency: int = 16  # requests in flight (each asks for k completions)
     vllm_kv_cache_gib: float = 1.0
     vllm_startup_timeout_s: float = 300.0
+    # A prompt template file; "" = the judge's own prompts.yaml, else the project's default.
+    # A file named here wins over the judge's own (with a warning when they differ).
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -129,7 +142,11 @@ class RejectionSampleResult:
 
 
 def sample_transformers(
-    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig
+    model_dir: Path,
+    items: list[Record],
+    root: Path,
+    config: RejectionSampleConfig,
+    templates: PromptTemplates | None = None,
 ) -> list[list[str]]:
     """k sampled CoT texts per item with transformers `generate` (backend one or batched)."""
     import torch
@@ -140,7 +157,9 @@ def sample_transformers(
 
     torch.set_num_threads(config.threads)
     model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
-    prompts = [(prompt_messages(r, cot=True), record_images(r, root)) for r in items]
+    prompts = [
+        (prompt_messages(r, cot=True, templates=templates), record_images(r, root)) for r in items
+    ]
     texts = generate_texts(
         model,
         processor,
@@ -188,7 +207,11 @@ def vllm_server(model_dir: Path, config: RejectionSampleConfig, log: Path) -> It
 
 
 def sample_from_server(
-    server, items: list[Record], root: Path, config: RejectionSampleConfig
+    server,
+    items: list[Record],
+    root: Path,
+    config: RejectionSampleConfig,
+    templates: PromptTemplates | None = None,
 ) -> list[list[str]]:
     """k sampled CoT texts per item: one chat request with `n=k` per item (vLLM prefills the
     prompt once for the k samples), at most `vllm_max_concurrency` requests in flight."""
@@ -203,7 +226,13 @@ def sample_from_server(
     def ask(index: int) -> list[str]:
         query = query_from_record(items[index], root)
         messages = openai_messages(
-            query.task, Mode.PAIRWISE, query.prompt, query.media, query.responses, cot=True
+            query.task,
+            Mode.PAIRWISE,
+            query.prompt,
+            query.media,
+            query.responses,
+            cot=True,
+            templates=templates,
         )
         reply = client.chat.completions.create(
             model=server.served_model_name,
@@ -223,13 +252,18 @@ def sample_from_server(
 
 
 def sample(
-    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig, work: Path
+    model_dir: Path,
+    items: list[Record],
+    root: Path,
+    config: RejectionSampleConfig,
+    work: Path,
+    templates: PromptTemplates | None = None,
 ) -> list[list[str]]:
-    """[len(items)][k] CoT texts from the configured backend."""
+    """[len(items)][k] CoT texts from the configured backend, asked in `templates`' words."""
     if config.backend == "vllm":
         with vllm_server(model_dir, config, work / "vllm.log") as server:
-            return sample_from_server(server, items, root, config)
-    return sample_transformers(model_dir, items, root, config)
+            return sample_from_server(server, items, root, config, templates)
+    return sample_transformers(model_dir, items, root, config, templates)
 
 
 # --------------------------------------------------------------------------- the filter
@@ -296,12 +330,13 @@ def split_samples(
     return Split(rows=rows, correct=correct, hard=hard)
 
 
-def grpo_record(record: Record) -> dict[str, Any]:
+def grpo_record(record: Record, templates: PromptTemplates | None = None) -> dict[str, Any]:
     """A hard item in the published GRPO format: `{id, problem, solution, images}`, the problem
-    the judge's CoT prompt text with one `<image>` tag per image, the solution the exact answer."""
+    the judge's CoT prompt text (`templates`' words) with one `<image>` tag per image, the
+    solution the exact answer."""
     from unireward.judge.examples import prompt_messages
 
-    parts = prompt_messages(record, cot=True)[0]["content"]
+    parts = prompt_messages(record, cot=True, templates=templates)[0]["content"]
     problem = "".join("<image>" if p["type"] == "image" else p["text"] for p in parts)
     images = [rel for item in record.media for rel in item]
     return {"id": record.id, "problem": problem, "solution": record.label, "images": images}
@@ -339,7 +374,9 @@ def summarise(split: Split, items: list[Record], config: RejectionSampleConfig) 
 # --------------------------------------------------------------------------- the stage
 
 
-def write_outputs(split: Split, summary: dict, out: Path) -> None:
+def write_outputs(
+    split: Split, summary: dict, out: Path, templates: PromptTemplates | None = None
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "samples.jsonl").open("w") as fh:
         for row in split.rows:
@@ -349,7 +386,7 @@ def write_outputs(split: Split, summary: dict, out: Path) -> None:
     write_records(split.hard, out / HARD)
     with (out / HARD / "grpo.jsonl").open("w") as fh:
         for record in split.hard:
-            fh.write(json.dumps(grpo_record(record)) + "\n")
+            fh.write(json.dumps(grpo_record(record, templates)) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
 
 
@@ -363,9 +400,10 @@ def run(
     output_dir, dataset_dir = Path(output_dir), Path(dataset_dir)
     if config.backend == "vllm":
         require_vllm(config)  # before reading anything: the fix is a make target
+    templates = resolve_templates(config.prompt_templates, Path(judge_dir))
     items = select_items(read_records(dataset_dir), config)
     start = time.perf_counter()
-    texts = sample(Path(judge_dir), items, dataset_dir, config, output_dir)
+    texts = sample(Path(judge_dir), items, dataset_dir, config, output_dir, templates)
     seconds = time.perf_counter() - start
     split = split_samples(items, texts, config)
     summary = summarise(split, items, config)
@@ -374,9 +412,11 @@ def run(
         backend=config.backend,
         sample_seconds=round(seconds, 2),
         judgements_per_s=len(split.rows) / seconds if seconds > 0 else 0.0,
+        prompt_templates=describe(templates),
     )
-    write_outputs(split, summary, output_dir)
-    _track(config, make_tracker(config.tracking_uri, config.experiment), summary, output_dir)
+    write_outputs(split, summary, output_dir, templates)
+    tracker = make_tracker(config.tracking_uri, config.experiment)
+    _track(config, tracker, summary, output_dir, templates)
     return RejectionSampleResult(
         output_dir=output_dir,
         items=summary["items"],
@@ -390,7 +430,13 @@ def run(
     )
 
 
-def _track(config: RejectionSampleConfig, tracker, summary: dict, output_dir: Path) -> None:
+def _track(
+    config: RejectionSampleConfig,
+    tracker,
+    summary: dict,
+    output_dir: Path,
+    templates: PromptTemplates,
+) -> None:
     keys = (
         "items",
         "samples",
@@ -404,6 +450,7 @@ def _track(config: RejectionSampleConfig, tracker, summary: dict, output_dir: Pa
     )
     with tracker.start_run("rejection_sample", tags={"stage": "rejection_sample"}):
         tracker.log_params({"rejection_sample": to_dict(config)})
+        log_templates(tracker, templates)
         tracker.log_metrics({k: float(summary[k]) for k in keys})
         for path in ("summary.json", "samples.jsonl", f"{HARD}/grpo.jsonl"):
             tracker.log_artifact(output_dir / path)

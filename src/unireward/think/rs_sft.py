@@ -13,6 +13,8 @@ No correct sample at all (a judge that never writes a well-formed, right CoT, e.
 profile's 60-step cold start) leaves nothing to learn from: the stage then writes the input
 judge unchanged with `skipped` set in unireward.json and the MLflow run, rather than failing
 the DAG or training on nothing.
+Prompts: `prompt_templates` ("" = the input judge's own prompts.yaml, else the default) words
+the CoT prompts; the file is saved next to the output judge and logged with the run.
 Tests: tests/test_rs_sft.py.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from unireward.config import to_dict
 from unireward.data.schema import read_records
+from unireward.prompt_templates import describe, log_templates, resolve_templates, save_templates
 from unireward.training import (
     TrainOutcome,
     TrainParams,
@@ -42,6 +45,8 @@ def _default_train() -> TrainParams:
 @dataclass(frozen=True)
 class RsSftConfig:
     train: TrainParams = field(default_factory=_default_train)
+    # A prompt template file; "" = the input judge's own prompts.yaml, else the default.
+    prompt_templates: str = ""
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -74,6 +79,7 @@ def run(
             f"{path}/records.parquet not found: is {samples_dir} the output "
             "of `unireward rejection_sample`?"
         )
+    templates = resolve_templates(config.prompt_templates, Path(judge_dir))
     rows = read_records(path)
     missing = [r.id for r in rows if not r.cot]
     if missing:
@@ -83,7 +89,9 @@ def run(
     if skipped:
         outcome = TrainOutcome(global_step=0, resumed_from=None)
     else:
-        stream = record_stream(rows, Path(dataset_dir), config.train.seed, cot=True)
+        stream = record_stream(
+            rows, Path(dataset_dir), config.train.seed, cot=True, templates=templates
+        )
         outcome = train_sft(model, processor, stream, config.train, output_dir, callbacks)
         if not outcome.is_main_process:  # DeepSpeed: the main process writes the outputs
             return RsSftResult(output_dir, len(rows), None, outcome)
@@ -100,13 +108,16 @@ def run(
         "train_seconds": round(outcome.train_seconds, 1),
         "world_size": outcome.world_size,
         "zero_stage": outcome.zero_stage,
+        "prompt_templates": describe(templates),
     }
     save_checkpoint(model, processor, output_dir, extra=info, state_dict=outcome.state_dict)
+    save_templates(templates, output_dir)
     (output_dir / "train_log.json").write_text(json.dumps(outcome.log_history, indent=1))
     discard_checkpoints(output_dir)
     tracker = make_tracker(config.tracking_uri, config.experiment)
     with tracker.start_run("rs_sft", tags={"stage": "rs_sft", "skipped": str(bool(skipped))}):
         tracker.log_params({"rs_sft": to_dict(config)})
+        log_templates(tracker, templates)
         tracker.log_metrics(
             {
                 "examples": float(len(rows)),

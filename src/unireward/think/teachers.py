@@ -6,7 +6,8 @@ One interface, two implementations, chosen by `TeacherConfig.kind` from a litera
   reads the record's ground truth and errs at `error_rate`;
 - `openai`: any endpoint speaking the OpenAI chat-completions protocol with images -- GPT-4o, or
   a VLM served by vLLM (`python -m vllm.entrypoints.openai.api_server`). It is sent the judge's
-  own CoT prompt (`contract.build_messages(cot=True)`) with every frame as a PNG data URL.
+  own CoT prompt (`contract.build_messages(cot=True)`, in the words of the templates it is
+  made with) with every frame as a PNG data URL.
 
     teacher = make_teacher(TeacherConfig(kind="openai", base_url="http://127.0.0.1:8000/v1",
                                          model="Qwen2.5-VL-7B-Instruct", api_key_env=""))
@@ -32,6 +33,7 @@ import numpy as np
 
 from unireward.data import teacher as shapes_teacher
 from unireward.data.schema import Record
+from unireward.prompt_templates import PromptTemplates
 
 KINDS = ("programmatic", "openai")
 
@@ -94,8 +96,8 @@ class Teacher(Protocol):
 class ProgrammaticTeacher:
     """The shapes-world teacher: ground truth in, CoT out, wrong at `error_rate`."""
 
-    def __init__(self, config: TeacherConfig) -> None:
-        self.config = config
+    def __init__(self, config: TeacherConfig, templates: PromptTemplates | None = None) -> None:
+        self.config = config  # reads the ground truth, not the prompt: templates are unused
 
     def judge(self, record: Record, root: Path, index: int) -> str:
         rng = np.random.default_rng([self.config.seed, index])
@@ -110,14 +112,17 @@ def _data_url(image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def openai_messages(record: Record, root: Path) -> list[dict[str, Any]]:
-    """The judge's CoT prompt in the chat-completions format: `{"type": "image"}` placeholders
-    become `image_url` parts holding the frames as data URLs, in the same order."""
+def openai_messages(
+    record: Record, root: Path, templates: PromptTemplates | None = None
+) -> list[dict[str, Any]]:
+    """The judge's CoT prompt (`templates`' wording; None = the default) in the chat-completions
+    format: `{"type": "image"}` placeholders become `image_url` parts holding the frames as
+    data URLs, in the same order."""
     from unireward.judge.examples import prompt_messages, record_images
 
     images = iter(record_images(record, root))
     content = []
-    for part in prompt_messages(record, cot=True)[0]["content"]:
+    for part in prompt_messages(record, cot=True, templates=templates)[0]["content"]:
         if part["type"] == "image":
             content.append({"type": "image_url", "image_url": {"url": _data_url(next(images))}})
         else:
@@ -128,7 +133,7 @@ def openai_messages(record: Record, root: Path) -> list[dict[str, Any]]:
 class OpenAITeacher:
     """A teacher VLM behind an OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(self, config: TeacherConfig) -> None:
+    def __init__(self, config: TeacherConfig, templates: PromptTemplates | None = None) -> None:
         from openai import OpenAI
 
         key = "EMPTY"
@@ -140,6 +145,7 @@ class OpenAITeacher:
                     "export it, or set api_key_env: '' for an endpoint that needs no key"
                 )
         self.config = config
+        self.templates = templates
         self.client = OpenAI(
             base_url=config.base_url, api_key=key, timeout=config.timeout_s, max_retries=0
         )
@@ -167,7 +173,7 @@ class OpenAITeacher:
         return reply.choices[0].message.content, "", False
 
     def judge(self, record: Record, root: Path, index: int) -> str:
-        messages = openai_messages(record, root)
+        messages = openai_messages(record, root, self.templates)
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
             text, reason, retry = self._once(messages)
@@ -183,5 +189,6 @@ class OpenAITeacher:
 _TEACHERS = {"programmatic": ProgrammaticTeacher, "openai": OpenAITeacher}
 
 
-def make_teacher(config: TeacherConfig) -> Teacher:
-    return _TEACHERS[config.kind](config)
+def make_teacher(config: TeacherConfig, templates: PromptTemplates | None = None) -> Teacher:
+    """The teacher of `config.kind`; an OpenAI teacher is sent prompts in `templates`' words."""
+    return _TEACHERS[config.kind](config, templates)
