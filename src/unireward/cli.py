@@ -14,7 +14,8 @@
     unireward grpo --judge runs/rs_sft --samples runs/rejection_sample \
         --dataset runs/validate --output-dir runs/grpo
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval \
-        [--cot] [--samples runs/rejection_sample]
+        [--cot] [--samples runs/rejection_sample] [--backend generate|vllm]
+    unireward evaluate --model runs/unified_sft --benchmark data/benchmarks --output-dir runs/bench
     unireward ablation --evaluation judge=runs/evaluate/judge \
         --evaluation think=runs/evaluate/think --evaluation rs=runs/evaluate/rs \
         --evaluation grpo=runs/evaluate/grpo --output-dir runs/ablation
@@ -430,10 +431,23 @@ def evaluate(
             "--samples", help="rejection_sample's output: also score its hard items (split hard)."
         ),
     ] = None,
+    benchmark: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark",
+            help="A benchmark directory (GenAI-Bench, VideoGen-RewardBench, VL-RewardBench "
+            "files): the papers' table instead of --dataset's splits.",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="generate | vllm (overrides the config's `backend`)."),
+    ] = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
-    """Stage 8: per task/mode accuracy, swap consistency and Spearman on held-out splits."""
+    """Stage 8: per task/mode accuracy, swap consistency and Spearman on held-out splits, or a
+    public benchmark's table (--benchmark)."""
     from unireward.eval import evaluate as stage
 
     config = _stage(
@@ -441,9 +455,19 @@ def evaluate(
         "evaluate",
         profile,
         params,
-        inputs=[model, dataset, samples],
-        overrides={"cot": True if cot else None},
+        inputs=[model, benchmark] if benchmark else [model, dataset, samples],
+        overrides={"cot": True if cot else None, "backend": backend},
     )
+    if benchmark is not None:
+        from unireward.eval import benchmark as bench
+
+        result = _run(
+            "evaluate",
+            lambda: bench.run(config, model, benchmark, output_dir, name=name),
+            lambda r: {"benchmarks": sorted(r.table)},
+        )
+        typer.echo(result.markdown)
+        return
     _run(
         "evaluate",
         lambda: stage.run(config, model, dataset, output_dir, name=name, samples_dir=samples),
