@@ -8,7 +8,7 @@
     unireward cold_start --judge runs/unified_sft --dataset runs/validate \
         --output-dir runs/cold_start
     unireward rejection_sample --judge runs/cold_start --dataset runs/validate \
-        --output-dir runs/rejection_sample [--backend one|batched|vllm]
+        --output-dir runs/rejection_sample [--backend one|batched|vllm|vllm_offline]
     unireward rs_sft --judge runs/cold_start --samples runs/rejection_sample \
         --dataset runs/validate --output-dir runs/rs_sft
     unireward grpo --judge runs/rs_sft --samples runs/rejection_sample \
@@ -345,7 +345,10 @@ def rejection_sample(
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/rejection_sample"),
     backend: Annotated[
-        str | None, typer.Option("--backend", help="one | batched | vllm (overrides the config).")
+        str | None,
+        typer.Option(
+            "--backend", help="one | batched | vllm | vllm_offline (overrides the config)."
+        ),
     ] = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
