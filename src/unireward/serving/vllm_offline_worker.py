@@ -13,8 +13,8 @@ sys.path, so no sibling module can shadow one of vLLM's). SPEC.json (written by 
 IN.jsonl, one prompt per line: `{"prompt": chat-templated text, "images": [PNG paths],
 "n", "temperature", "max_tokens", "min_tokens"}`. OUT.jsonl, line i for prompt i: `{"texts":
 [n completions in vLLM's index order]}`. STATS.json: `{"load_s", "generate_s"}` (engine
-start-up; reading the images and generating). The code runs under `__main__` only: vLLM's CPU
-engine starts worker processes that re-import the main module.
+start-up with a one-token warm-up; reading the images and generating). The code runs under
+`__main__` only: vLLM's CPU engine starts worker processes that re-import the main module.
 """
 
 import json
@@ -30,6 +30,9 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     start = time.perf_counter()
     llm = LLM(model=spec["model"], tokenizer=spec["model"], **spec["engine"])
+    # One text-only token first: the engine's first step pays one-off costs (compiled graphs
+    # for new shapes, allocator growth) that belong to start-up, not to the prompts.
+    llm.generate([{"prompt": "warm-up"}], SamplingParams(max_tokens=1), use_tqdm=False)
     load_s = time.perf_counter() - start
 
     start = time.perf_counter()
