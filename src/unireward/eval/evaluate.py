@@ -14,6 +14,11 @@ Protocol (shared/DESIGN.md, "Evaluation protocol"):
   (rewards.is_correct, the GRPO accuracy reward, over non-tied pairs). Pointwise stays direct
   (the contract's CoT is pairwise only).
 - breakdown by what differs between the candidates (an attribute or a defect) or by question type.
+- backends (`backend`): `generate` (transformers, `batch_size` prompts per call) or `vllm`
+  (vLLM's offline engine from `.venv-serve`, every prompt at once: `serving.offline`); greedy
+  either way, the same verdicts on the same model. `make bench-eval` times the two.
+- public benchmarks (`--benchmark DIR`: GenAI-Bench, VideoGen-RewardBench, VL-RewardBench in
+  their published layouts) are scored in the papers' terms by `eval/benchmark.py`.
 - the **hard split** (`--samples`, the DAG's `samples` input): given a `rejection_sample`
   output, its hard items (the training pairs the cold-start judge got wrong on every sample,
   GRPO's data) are scored as one more split, `hard`, so the Think ablation can show what RS and
