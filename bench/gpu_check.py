@@ -71,6 +71,25 @@ class Size:
 
 FULL = Size(2048, 20, 128, 2, 5504, 8, 1280, 3456, 448, (16, 24, 24))
 SMALL = Size(64, 2, 32, 1, 128, 1, 64, 128, 56, (2, 4, 10))
+# The run's defaults. Full: enough steps for a steady rate on an H100; small: seconds on 2 cores.
+FULL_RUN = {
+    "steps": 30,
+    "warmup": 5,
+    "batch_size": 8,
+    "grpo_steps": 5,
+    "generations": 8,
+    "completion_length": 128,
+    "threads": 8,
+}
+SMALL_RUN = {
+    "steps": 3,
+    "warmup": 1,
+    "batch_size": 2,
+    "grpo_steps": 2,
+    "generations": 2,
+    "completion_length": 8,
+    "threads": 1,
+}
 
 
 def training_flops(
@@ -140,26 +159,26 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- phases
 
 
-class StepTimer:
-    """A TrainerCallback: wall time at the end of every step (CUDA synchronised first)."""
+def step_timer():
+    """A TrainerCallback that records the wall time at the end of every step (CUDA
+    synchronised first, so a step's kernels count in its own time)."""
+    import torch
+    from transformers import TrainerCallback
 
-    def __new__(cls):
-        import torch
-        from transformers import TrainerCallback
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+            self.ends: list[float] = []
 
-        class _Timer(TrainerCallback):
-            def __init__(self) -> None:
-                self.ends: list[float] = []
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
 
-            def on_train_begin(self, args, state, control, **kwargs):
-                self.start = time.perf_counter()
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.ends.append(time.perf_counter())
 
-            def on_step_end(self, args, state, control, **kwargs):
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()
-                self.ends.append(time.perf_counter())
-
-        return _Timer()
+    return StepTimer()
 
 
 def _timed(timer, warmup: int) -> tuple[int, float]:
@@ -229,7 +248,7 @@ def run_sft(args: argparse.Namespace, info: dict[str, Any], zero2: bool) -> dict
     )
     model, processor = load_for_training(Path(info["model"]), params)
     stream = sft_rows(Path(info["data"]))
-    timer = StepTimer()
+    timer = step_timer()
     out = Path(args.work) / ("zero2" if zero2 else "sft")
     outcome = train_sft(model, processor, stream, params, out, callbacks=[timer])
     timed, seconds = _timed(timer, args.warmup)
@@ -293,7 +312,7 @@ def run_grpo(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
         scale=ScaleParams(precision="bf16", dtype="bfloat16", gradient_checkpointing=True),
         tracking_uri="null",
     )
-    timer = StepTimer()
+    timer = step_timer()
     run(config, Path(info["model"]), samples, data, Path(args.work) / "grpo", callbacks=[timer])
     timed, seconds = _timed(timer, args.warmup)
     return {
@@ -352,28 +371,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phase", choices=PHASES, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    # full: enough steps for a steady rate on an H100; small: seconds on 2 CPU cores.
-    defaults = (
-        dict(
-            steps=3,
-            warmup=1,
-            batch_size=2,
-            grpo_steps=2,
-            generations=2,
-            completion_length=8,
-            threads=1,
-        )
-        if args.small
-        else dict(
-            steps=30,
-            warmup=5,
-            batch_size=8,
-            grpo_steps=5,
-            generations=8,
-            completion_length=128,
-            threads=8,
-        )
-    )
+    defaults = SMALL_RUN if args.small else FULL_RUN
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
