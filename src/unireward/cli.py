@@ -467,9 +467,9 @@ def evaluate(
         result = _run(
             "evaluate",
             lambda: bench.run(config, model, benchmark, output_dir, name=name),
-            lambda r: {"benchmarks": sorted(r.table)},
+            lambda r: {"benchmarks": list(r.table)},
         )
-        typer.echo(result.markdown)
+        typer.echo((result.output_dir / "benchmark.md").read_text())
         return
     _run(
         "evaluate",

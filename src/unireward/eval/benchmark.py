@@ -69,8 +69,7 @@ BENCHMARK_SPLIT = "benchmark"
 @dataclass
 class BenchmarkResult:
     table: dict[str, dict[str, float]]  # benchmark -> metric -> value
-    output_dir: Path
-    markdown: str
+    output_dir: Path  # benchmark.md there is the table as printed
 
 
 def vl_category(record_id: str) -> str:
@@ -233,4 +232,4 @@ def run(
         tracker.log_metrics(flat_metrics(table))
         for file in ("benchmark.json", "benchmark.md", "predictions.parquet"):
             tracker.log_artifact(output_dir / file, "benchmark")
-    return BenchmarkResult(table=table, output_dir=output_dir, markdown=markdown)
+    return BenchmarkResult(table=table, output_dir=output_dir)
