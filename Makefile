@@ -10,7 +10,9 @@
 #   make infra-check                # kustomize|kubernetes-validate, terraform fmt/validate, hadolint
 #   make serve-venv                 # .venv-serve: the vLLM CPU server (own lock), for serving
 #   make bench-serve                # judgements/s: vLLM + client vs one-at-a-time generate
-#   make bench-rs                   # rejection sampling judgements/s: vllm vs batched vs one
+#   make bench-rs                   # rejection sampling judgements/s: vllm (server, offline) vs batched vs one
+#   make bench-eval                 # evaluate judgements/s: vLLM offline vs batched generate
+#   make gpu-check                  # SFT / ZeRO-2 / GRPO speed and MFU on one GPU (~1B judge)
 #   make venv-deepspeed             # + the deepspeed extra in .venv (the slow ZeRO-3 tests)
 #   make help
 #
@@ -39,12 +41,12 @@ OVERLAYS := local aws
 
 .PHONY: help venv test test-all test-ui lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
 	mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
-	venv-deepspeed
+	bench-eval gpu-check venv-deepspeed
 
 help:
 	@echo "make venv | test | test-all | test-ui | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
 	@echo "     pretrain-base | pretrain-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
-	@echo "     bench-rs | venv-deepspeed"
+	@echo "     bench-rs | bench-eval | gpu-check | venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
 
@@ -165,10 +167,22 @@ $(SERVE_STAMP): requirements-serve.lock scripts/serve_env/torchvision_cpu_shim.p
 bench-serve: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/serve_bench.py --pairs 64 --repeats 3 --load 200
 
-# Rejection-sampling throughput (bench/rs_bench.py): vllm vs batched vs one-at-a-time generate.
+# Rejection-sampling throughput (bench/rs_bench.py): vllm server, vllm offline, batched, one at a time.
 bench-rs: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/rs_bench.py --items 8 --k 4 --repeats 3 --min-new-tokens 120 \
 		--json build/bench-rs.json
+
+# Evaluation throughput (bench/eval_backend_bench.py): evaluate's vllm backend (vLLM's offline
+# engine) vs its generate backend (batched transformers generate), a ~100M random judge.
+bench-eval: venv serve-venv
+	OMP_NUM_THREADS=1 $(BIN)/python bench/eval_backend_bench.py --prompts 64 --repeats 3 \
+		--json build/bench-eval.json
+
+# One GPU (bench/gpu_check.py, docs/production.md): SFT steps/s, tokens/s, MFU of a ~1B judge in
+# bf16 with gradient checkpointing, then ZeRO-2, then GRPO; under 8 minutes on an H100.
+# On a CPU-only machine: `$(BIN)/python bench/gpu_check.py --small` (what the tests run).
+gpu-check: venv
+	$(BIN)/python bench/gpu_check.py --json build/gpu-check.json
 
 # Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
 pretrain-base: venv

@@ -1,4 +1,4 @@
-"""Benchmark: rejection-sampling throughput (sampled CoT judgements/s) of the three backends of
+"""Benchmark: rejection-sampling throughput (sampled CoT judgements/s) of the four backends of
 `unireward.think.rejection_sample`, same model, same prompts, one run on this machine.
 
     make bench-rs        # = python bench/rs_bench.py --items 8 --k 4 --repeats 3 \
@@ -8,7 +8,9 @@
 - one: transformers `generate`, one prompt at a time (what the published inference scripts do);
 - batched: transformers `generate`, `--batch-size` prompts per call (left padding);
 - vllm: vLLM's CPU server from .venv-serve (`make serve-venv`), one chat request with `n=k` per
-  item, `--concurrency` in flight. Server start-up is timed apart and not in the rate.
+  item, `--concurrency` in flight. Server start-up is timed apart and not in the rate;
+- vllm_offline: vLLM's offline engine from the same venv (`serving.offline`), every item of a
+  repeat at once, `n=k` each; one engine per repeat, its start-up timed apart (`startup_s`).
 
 `--min-new-tokens N` keeps every backend from ending a sample before N tokens: the shipped base
 writes a few tokens and stops, so without it the rate is mostly prefill; `make bench-rs` asks
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--methods", default="one,batched,vllm")
+    parser.add_argument("--methods", default="one,batched,vllm,vllm_offline")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -131,6 +133,32 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"vllm server ready in {startup:.1f} s (not in the rate)", flush=True)
             timed("vllm", lambda part: rs.sample_from_server(server, part, work / "data", config))
         results["vllm"]["startup_s"] = startup
+    if "vllm_offline" in methods:
+        from unireward.serving import offline
+
+        config = dataclasses.replace(base, backend="vllm_offline")
+        rates, chars, startups = [], [], []
+        for rep in range(args.repeats):
+            part = next(chunks)
+            requests = rs.offline_requests(part, work / "data", config)
+            result = offline.generate(
+                args.model, requests, rs.offline_engine(config), work / f"offline-{rep}"
+            )
+            assert all(len(t) == args.k for t in result.texts)
+            rates.append(len(part) * args.k / (result.prepare_s + result.generate_s))
+            chars.append(sum(len(t) for ts in result.texts for t in ts))
+            startups.append(result.load_s)
+        results["vllm_offline"] = {
+            "judgements_per_s": statistics.median(rates),
+            "repeats": rates,
+            "chars_per_repeat": chars,
+            "startup_s": startups,
+        }
+        print(
+            f"vllm_offline {statistics.median(rates):8.2f} judgements/s  "
+            f"(repeats {[round(r, 2) for r in rates]}; engine start-up not in the rate)",
+            flush=True,
+        )
 
     if "one" in results:
         ref = results["one"]["judgements_per_s"]

@@ -8,13 +8,15 @@
     unireward cold_start --judge runs/unified_sft --dataset runs/validate \
         --output-dir runs/cold_start
     unireward rejection_sample --judge runs/cold_start --dataset runs/validate \
-        --output-dir runs/rejection_sample [--backend one|batched|vllm]
+        --output-dir runs/rejection_sample [--backend one|batched|vllm|vllm_offline]
     unireward rs_sft --judge runs/cold_start --samples runs/rejection_sample \
         --dataset runs/validate --output-dir runs/rs_sft
     unireward grpo --judge runs/rs_sft --samples runs/rejection_sample \
         --dataset runs/validate --output-dir runs/grpo
     unireward evaluate --model runs/unified_sft --dataset runs/validate --output-dir runs/eval \
-        [--cot] [--samples runs/rejection_sample] [--prompt-templates their_prompts.yaml]
+        [--cot] [--samples runs/rejection_sample] [--backend generate|vllm]
+        [--prompt-templates their_prompts.yaml]
+    unireward evaluate --model runs/unified_sft --benchmark data/benchmarks --output-dir runs/bench
     unireward ablation --evaluation judge=runs/evaluate/judge \
         --evaluation think=runs/evaluate/think --evaluation rs=runs/evaluate/rs \
         --evaluation grpo=runs/evaluate/grpo --output-dir runs/ablation
@@ -355,7 +357,10 @@ def rejection_sample(
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/rejection_sample"),
     backend: Annotated[
-        str | None, typer.Option("--backend", help="one | batched | vllm (overrides the config).")
+        str | None,
+        typer.Option(
+            "--backend", help="one | batched | vllm | vllm_offline (overrides the config)."
+        ),
     ] = None,
     prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
@@ -445,10 +450,23 @@ def evaluate(
         ),
     ] = None,
     prompt_templates: PromptFile = None,
+    benchmark: Annotated[
+        Path | None,
+        typer.Option(
+            "--benchmark",
+            help="A benchmark directory (GenAI-Bench, VideoGen-RewardBench, VL-RewardBench "
+            "files): the papers' table instead of --dataset's splits.",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option("--backend", help="generate | vllm (overrides the config's `backend`)."),
+    ] = None,
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
-    """Stage 8: per task/mode accuracy, swap consistency and Spearman on held-out splits."""
+    """Stage 8: per task/mode accuracy, swap consistency and Spearman on held-out splits, or a
+    public benchmark's table (--benchmark)."""
     from unireward.eval import evaluate as stage
 
     config = _stage(
@@ -456,9 +474,23 @@ def evaluate(
         "evaluate",
         profile,
         params,
-        inputs=[model, dataset, samples],
-        overrides={"cot": True if cot else None, "prompt_templates": prompt_templates},
+        inputs=[model, benchmark] if benchmark else [model, dataset, samples],
+        overrides={
+            "cot": True if cot else None,
+            "backend": backend,
+            "prompt_templates": prompt_templates,
+        },
     )
+    if benchmark is not None:
+        from unireward.eval import benchmark as bench
+
+        result = _run(
+            "evaluate",
+            lambda: bench.run(config, model, benchmark, output_dir, name=name),
+            lambda r: {"benchmarks": list(r.table)},
+        )
+        typer.echo((result.output_dir / "benchmark.md").read_text())
+        return
     _run(
         "evaluate",
         lambda: stage.run(config, model, dataset, output_dir, name=name, samples_dir=samples),

@@ -14,6 +14,11 @@ Protocol (shared/DESIGN.md, "Evaluation protocol"):
   (rewards.is_correct, the GRPO accuracy reward, over non-tied pairs). Pointwise stays direct
   (the contract's CoT is pairwise only).
 - breakdown by what differs between the candidates (an attribute or a defect) or by question type.
+- backends (`backend`): `generate` (transformers, `batch_size` prompts per call) or `vllm`
+  (vLLM's offline engine from `.venv-serve`, every prompt at once: `serving.offline`); greedy
+  either way, the same verdicts on the same model. `make bench-eval` times the two.
+- public benchmarks (`--benchmark DIR`: GenAI-Bench, VideoGen-RewardBench, VL-RewardBench in
+  their published layouts) are scored in the papers' terms by `eval/benchmark.py`.
 - the **hard split** (`--samples`, the DAG's `samples` input): given a `rejection_sample`
   output, its hard items (the training pairs the cold-start judge got wrong on every sample,
   GRPO's data) are scored as one more split, `hard`, so the Think ablation can show what RS and
@@ -59,6 +64,7 @@ from unireward.rewards import format_reward, is_correct
 from unireward.tasks import TASKS, Mode, parse_mode, parse_task
 
 PAIRWISE_KEYS = ("pairwise_tau", "pairwise_diff", "swap_consistency")
+BACKENDS = ("generate", "vllm")
 HARD_SPLIT = "hard"  # rejection sampling's hard items, scored with `samples_dir`
 COT_KEYS = ("format_valid", "cot_accuracy")
 
@@ -83,11 +89,23 @@ class EvaluateConfig:
     # A prompt template file; "" = the model's own prompts.yaml, else the project's default.
     # A file named here wins over the model's own (with a warning when they differ).
     prompt_templates: str = ""
+    # generate: transformers `generate`, batch_size prompts at a time; vllm: vLLM's offline
+    # engine from vllm_python's venv (`make serve-venv`) on every prompt at once, in `dtype`
+    # (serving.offline). Greedy either way: the same verdicts on the same model.
+    backend: str = "generate"
+    vllm_python: str = ".venv-serve/bin/python"
+    vllm_max_model_len: int = 4096
+    vllm_max_num_seqs: int = 64
+    vllm_kv_cache_gib: float = 1.0
+    vllm_timeout_s: float = 1800.0  # engine start-up and every prompt
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
     def __post_init__(self) -> None:
         check_placement(self.device, self.dtype, "evaluate")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"evaluate.backend must be one of {BACKENDS}, got {self.backend!r}")
+        self.engine_params()  # the vllm_* settings validate there
         for name in self.tasks:
             parse_task(name)
         if not self.tasks:
@@ -98,6 +116,21 @@ class EvaluateConfig:
             raise ValueError("batch_size, max_new_tokens and cot_max_new_tokens must be >= 1")
         if self.max_per_task_mode < 0 or self.cot_max_per_task_mode < 0:
             raise ValueError("max_per_task_mode and cot_max_per_task_mode must be >= 0")
+
+    def engine_params(self):
+        """The vllm backend's engine settings (serving.offline.EngineParams)."""
+        from unireward.serving.offline import EngineParams
+
+        return EngineParams(
+            vllm_python=self.vllm_python,
+            max_model_len=self.vllm_max_model_len,
+            max_num_seqs=self.vllm_max_num_seqs,
+            kv_cache_gib=self.vllm_kv_cache_gib,
+            dtype=self.dtype,
+            device=self.device,
+            seed=self.swap_seed,
+            timeout_s=self.vllm_timeout_s,
+        )
 
 
 @dataclass
@@ -190,38 +223,74 @@ def score_split(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def generate_all(
+    config: EvaluateConfig, model_dir: Path, jobs: list[tuple[Any, int]], log_dir: Path
+) -> list[str]:
+    """One greedy completion per (prompt, max_new_tokens) job, from the configured backend:
+    transformers `generate` per budget in batches, or one vLLM offline engine for all of them
+    (its log is copied to `log_dir`)."""
+    if config.backend == "vllm":
+        import shutil
+        import tempfile
+
+        from unireward.serving import offline
+
+        requests = [offline.Request(prompt, max_tokens=budget) for prompt, budget in jobs]
+        with tempfile.TemporaryDirectory(prefix="unireward-eval-vllm-") as work:
+            try:
+                result = offline.generate(model_dir, requests, config.engine_params(), Path(work))
+            finally:
+                log = Path(work) / offline.LOG_FILE
+                if log.exists():
+                    shutil.copy(log, Path(log_dir) / offline.LOG_FILE)
+        return [texts[0] for texts in result.texts]
+    import torch
+
+    from unireward.judge.infer import generate_texts
+    from unireward.model.tiny import load_checkpoint
+
+    torch.set_num_threads(config.threads)
+    model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
+    by_budget: dict[int, list[int]] = defaultdict(list)
+    for index, (_, budget) in enumerate(jobs):
+        by_budget[budget].append(index)
+    texts: list[str] = [""] * len(jobs)
+    for budget, indices in by_budget.items():
+        batch = generate_texts(
+            model,
+            processor,
+            [jobs[i][0] for i in indices],
+            max_new_tokens=budget,
+            batch_size=config.batch_size,
+        )
+        for i, text in zip(indices, batch, strict=True):
+            texts[i] = text
+    return texts
+
+
 def predict(
-    model,
-    processor,
+    config: EvaluateConfig,
+    model_dir: Path,
     records: list[Record],
     root: Path,
-    config: EvaluateConfig,
+    log_dir: Path,
     templates: PromptTemplates | None = None,
-):
+) -> list[dict[str, Any]]:
     """Judge every record (pairwise ones in both orders), asked in `templates`' words (None =
-    the default); one row per record."""
-    from unireward.judge.infer import generate_texts
-
+    the default); one row per record, in order."""
     shown = presented_order(records, config.swap_seed)
-    # (messages, images), key, max_new_tokens: CoT answers need room to think.
-    jobs: dict[int, list[tuple[Any, tuple[int, int]]]] = defaultdict(list)
+    # ((messages, images), max_new_tokens) per job, keyed (record, order): CoT needs room.
+    jobs: list[tuple[Any, int]] = []
+    keys: list[tuple[int, int]] = []
     for i, r in enumerate(shown):
         pairwise = r.mode == Mode.PAIRWISE
         cot = config.cot and pairwise
         budget = config.cot_max_new_tokens if cot else config.max_new_tokens
         for j, v in enumerate([r, swap_record(r)] if pairwise else [r]):
             messages = prompt_messages(v, cot=cot, templates=templates)
-            jobs[budget].append(((messages, record_images(v, root)), (i, j)))
-    outputs: dict[tuple[int, int], str] = {}
-    for budget, batch in jobs.items():
-        texts = generate_texts(
-            model,
-            processor,
-            [prompt for prompt, _ in batch],
-            max_new_tokens=budget,
-            batch_size=config.batch_size,
-        )
-        outputs.update(zip((key for _, key in batch), texts, strict=True))
+            jobs.append(((messages, record_images(v, root)), budget))
+            keys.append((i, j))
+    outputs = dict(zip(keys, generate_all(config, model_dir, jobs, log_dir), strict=True))
     return [_row(r, outputs[(i, 0)], outputs.get((i, 1)), config.cot) for i, r in enumerate(shown)]
 
 
@@ -287,21 +356,21 @@ def run(
     samples_dir: Path | None = None,
 ) -> EvalResult:
     import pandas as pd
-    import torch
 
     from unireward import plots
-    from unireward.model.tiny import load_checkpoint
     from unireward.tracking import make_tracker
 
-    torch.set_num_threads(config.threads)
+    if config.backend == "vllm":
+        from unireward.serving.offline import require_vllm
+
+        require_vllm(config.vllm_python, "evaluate")  # before anything: the fix is a make target
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     templates = resolve_templates(config.prompt_templates, Path(model_dir))
     records = select(read_records(Path(dataset_dir)), config)
     if samples_dir is not None:
         records += hard_records(samples_dir, config)
-    model, processor = load_checkpoint(Path(model_dir), device=config.device, dtype=config.dtype)
-    rows = predict(model, processor, records, Path(dataset_dir), config, templates)
+    rows = predict(config, Path(model_dir), records, Path(dataset_dir), output_dir, templates)
     metrics = compute_metrics(rows, config)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     pd.DataFrame(rows).to_parquet(output_dir / "predictions.parquet")

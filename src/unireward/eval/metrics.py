@@ -173,3 +173,88 @@ def spearman(pred: Sequence[float | None], truth: Sequence[float]) -> SpearmanRe
         return SpearmanResult(rho=math.nan, n=n, unparseable_rate=unparseable_rate)
     rho = float(stats.spearmanr(xs, ys).statistic)
     return SpearmanResult(rho=rho, n=n, unparseable_rate=unparseable_rate)
+
+
+@dataclass(frozen=True)
+class BenchmarkAccuracy:
+    """Pairwise accuracy as the public benchmarks' papers report it (GenAI-Bench,
+    VideoGen-RewardBench; UnifiedReward's evaluation scripts).
+
+    tau: correct / n over all pairs, ties included: a tie label is right only when the judge
+        answers a tie, a tie answer on a non-tie pair is wrong (GenAI-Bench's tau, "w/ ties").
+    diff: correct / n_diff over the pairs whose *label* is not a tie; a tie answer on one of
+        them stays in, as wrong ("w/o ties"). Unlike `PairwiseAccuracy.diff`, which also
+        leaves out the pairs the judge called a tie, so the two are not interchangeable.
+    Unparseable answers are wrong in both (the published video script reads them as a tie).
+    """
+
+    tau: float
+    diff: float
+    n: int
+    n_diff: int
+    unparseable_rate: float
+
+
+def benchmark_accuracy(preds: Sequence[int | None], labels: Sequence[int]) -> BenchmarkAccuracy:
+    """tau and diff accuracy in the benchmarks' sense (see `BenchmarkAccuracy`).
+
+    Shapes: preds [N] of {1, 2, 0, None}, labels [N] of {1, 2, 0}.
+
+    Worked example::
+
+        preds  = [1, 2, 0, None, 0]
+        labels = [1, 1, 1, 2,    0]
+        tau:  right at 0 and 4 (a tie on a tie)          -> 2/5 = 0.4
+        diff: drop index 4 (tie label); keep 0 (right),
+              1 (wrong), 2 (tie answer = wrong), 3 (wrong) -> 1/4, n_diff = 4
+    """
+    _check_lengths(preds, labels, "preds", "labels")
+    _check_verdicts(preds, "preds", allow_none=True)
+    _check_verdicts(labels, "labels", allow_none=False)
+    n = len(preds)
+    right = [p == y for p, y in zip(preds, labels, strict=True)]
+    decided = [r for r, y in zip(right, labels, strict=True) if y != TIE]
+    return BenchmarkAccuracy(
+        tau=sum(right) / n if n else math.nan,
+        diff=sum(decided) / len(decided) if decided else math.nan,
+        n=n,
+        n_diff=len(decided),
+        unparseable_rate=sum(p is None for p in preds) / n if n else math.nan,
+    )
+
+
+@dataclass(frozen=True)
+class MacroAccuracy:
+    """overall: right / n over every item; macro: the mean of the per-group accuracies (each
+    group counts once, whatever its size: VL-RewardBench's macro average); per_group."""
+
+    overall: float
+    macro: float
+    per_group: dict[str, float]
+    n: int
+
+
+def macro_accuracy(right: Sequence[bool], groups: Sequence[str]) -> MacroAccuracy:
+    """Overall and macro accuracy over groups (VL-RewardBench: general, hallucination,
+    reasoning).
+
+    Shapes: right [N] of bool, groups [N] of group names.
+
+    Worked example::
+
+        right  = [True, False, True, True]
+        groups = ["a",  "a",   "b",  "b"]
+        overall = 3/4; per_group a = 1/2, b = 2/2; macro = (0.5 + 1.0) / 2 = 0.75
+    """
+    _check_lengths(right, groups, "right", "groups")
+    n = len(right)
+    per_group: dict[str, list[bool]] = {}
+    for r, g in zip(right, groups, strict=True):
+        per_group.setdefault(g, []).append(bool(r))
+    accuracy = {g: sum(v) / len(v) for g, v in sorted(per_group.items())}
+    return MacroAccuracy(
+        overall=sum(map(bool, right)) / n if n else math.nan,
+        macro=sum(accuracy.values()) / len(accuracy) if accuracy else math.nan,
+        per_group=accuracy,
+        n=n,
+    )

@@ -3,17 +3,19 @@ ones become CoT SFT data, the pairs it keeps getting wrong become GRPO data
 (UnifiedReward-Think, stage 2).
 
     unireward rejection_sample --judge runs/cold_start --dataset runs/validate \
-        --output-dir runs/rejection_sample [--backend one|batched|vllm]
+        --output-dir runs/rejection_sample [--backend one|batched|vllm|vllm_offline]
 
 1. **Items**: the labelled, non-tied pairwise records of `split` (per task, at most
    `max_items_per_task`; both orders with `swap_augment`), chosen as cold_start chooses them.
 2. **Sample** k CoT judgements per item at `temperature`, at most `max_new_tokens` each, with
-   one of three backends (same prompts, same model):
+   one of four backends (same prompts, same model):
    - `one`: transformers `generate`, one prompt at a time (what the published scripts do);
    - `batched`: transformers `generate`, `batch_size` prompts at a time (left padding);
    - `vllm`: the vLLM CPU engine: `serving.serve` launches vLLM's OpenAI-compatible server from
      `.venv-serve` (`make serve-venv`) on the checkpoint, and each item is one chat request
-     with `n=k` (vLLM shares the prompt's prefill across the k samples).
+     with `n=k` (vLLM shares the prompt's prefill across the k samples);
+   - `vllm_offline`: vLLM's offline engine (`serving.offline`, the same venv) on every item at
+     once, `n=k` each, no server and no HTTP: the backend for rejection sampling at scale.
 3. **Judge the samples** with `rewards.is_correct`, the predicate behind GRPO's accuracy reward
    and CoT evaluation. A sample is kept for SFT when it is correct and well formed
    (`rewards.format_reward`: both GRPO rewards are 1). An item is *hard* when at most
@@ -61,7 +63,7 @@ from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
 from unireward.tasks import TASKS, Mode, parse_task
 from unireward.think.cold_start import select_items
 
-BACKENDS = ("one", "batched", "vllm")
+BACKENDS = ("one", "batched", "vllm", "vllm_offline")
 CORRECT, HARD = "correct", "hard"
 
 
@@ -71,7 +73,7 @@ class RejectionSampleConfig:
     temperature: float = 1.0
     max_new_tokens: int = 160  # the teacher's CoT judgements are 90-125 tokens
     min_new_tokens: int = 0  # > 0: no end token before it (bench-rs: equal-length samples)
-    backend: str = "batched"  # one | batched | vllm
+    backend: str = "batched"  # one | batched | vllm | vllm_offline
     batch_size: int = 32  # batched backend: prompts per generate call
     tasks: tuple[str, ...] = tuple(t.value for t in TASKS)
     split: str = "train"
@@ -96,6 +98,7 @@ class RejectionSampleConfig:
     # A prompt template file; "" = the judge's own prompts.yaml, else the project's default.
     # A file named here wins over the judge's own (with a warning when they differ).
     prompt_templates: str = ""
+    vllm_offline_timeout_s: float = 3600.0  # vllm_offline: start-up and every sample
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -178,10 +181,74 @@ def require_vllm(config: RejectionSampleConfig) -> Path:
     python = Path(config.vllm_python)
     if not python.exists():
         raise FileNotFoundError(
-            f"backend 'vllm' needs vLLM's own venv, but {python} does not exist: run "
-            "`make serve-venv` (or set rejection_sample.vllm_python, or backend: batched)"
+            f"backend {config.backend!r} needs vLLM's own venv, but {python} does not exist: "
+            "run `make serve-venv` (or set rejection_sample.vllm_python, or backend: batched)"
         )
     return python
+
+
+def offline_engine(config: RejectionSampleConfig):
+    """The vllm_offline backend's engine settings (serving.offline.EngineParams)."""
+    from unireward.serving import offline
+
+    return offline.EngineParams(
+        vllm_python=config.vllm_python,
+        max_num_seqs=max(64, config.k),
+        kv_cache_gib=config.vllm_kv_cache_gib,
+        dtype=config.dtype,
+        device=config.device,
+        seed=config.seed,
+        timeout_s=config.vllm_offline_timeout_s,
+    )
+
+
+def offline_requests(
+    items: list[Record],
+    root: Path,
+    config: RejectionSampleConfig,
+    templates: PromptTemplates | None = None,
+) -> list:
+    """One offline-engine request per item: its CoT prompt (`templates`' words), k samples at
+    `temperature`."""
+    from unireward.judge.examples import prompt_messages, record_images
+    from unireward.serving import offline
+
+    return [
+        offline.Request(
+            (prompt_messages(r, cot=True, templates=templates), record_images(r, root)),
+            max_tokens=config.max_new_tokens,
+            n=config.k,
+            temperature=config.temperature,
+            min_tokens=config.min_new_tokens,
+        )
+        for r in items
+    ]
+
+
+def sample_offline(
+    model_dir: Path,
+    items: list[Record],
+    root: Path,
+    config: RejectionSampleConfig,
+    work: Path,
+    templates: PromptTemplates | None = None,
+) -> list[list[str]]:
+    """k sampled CoT texts per item from vLLM's offline engine: every item at once, `n=k` each
+    (the prompt's prefill shared by its k samples); the engine's log is `work/vllm-offline.log`.
+    Not reproducible: only the engine is seeded (serving.offline)."""
+    import tempfile
+
+    from unireward.serving import offline
+
+    requests = offline_requests(items, root, config, templates)
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="unireward-rs-vllm-", dir=work) as tmp:
+        try:
+            return offline.generate(model_dir, requests, offline_engine(config), Path(tmp)).texts
+        finally:
+            log = Path(tmp) / offline.LOG_FILE
+            if log.exists():
+                log.replace(work / offline.LOG_FILE)
 
 
 @contextlib.contextmanager
@@ -263,6 +330,8 @@ def sample(
     if config.backend == "vllm":
         with vllm_server(model_dir, config, work / "vllm.log") as server:
             return sample_from_server(server, items, root, config, templates)
+    if config.backend == "vllm_offline":
+        return sample_offline(model_dir, items, root, config, work, templates)
     return sample_transformers(model_dir, items, root, config, templates)
 
 
@@ -398,7 +467,7 @@ def run(
     from unireward.tracking import make_tracker
 
     output_dir, dataset_dir = Path(output_dir), Path(dataset_dir)
-    if config.backend == "vllm":
+    if config.backend in ("vllm", "vllm_offline"):
         require_vllm(config)  # before reading anything: the fix is a make target
     templates = resolve_templates(config.prompt_templates, Path(judge_dir))
     items = select_items(read_records(dataset_dir), config)
