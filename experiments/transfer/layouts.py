@@ -84,11 +84,14 @@ def main(model_dir: Path, root: Path, variant: str) -> None:
         content.append({"type": "text", "text": text})
         images = [load_image(root, f) for item in items for f in frames(item)]
         prompts.append(([{"role": "user", "content": content}], images))
-        want = f"{noun.lower()} {preferred}" if generation else f"reply {preferred}"
+        label = "reply" if variant == "v1" else "answer"  # a base names the label it was shown
+        want = f"{noun.lower()} {preferred}" if generation else f"{label} {preferred}"
         keys.append((r.task, want))
     answers = generate_texts(model, processor, prompts, max_new_tokens=8, batch_size=32)
     answers = [a.strip().lower() for a in answers]
     print(variant, collections.Counter(answers).most_common(5))
+    und = [a for (t, _), a in zip(keys, answers, strict=True) if "understanding" in t]
+    print(variant, "understanding:", collections.Counter(und).most_common(4))
     hits = collections.defaultdict(list)
     for (task, want), answer in zip(keys, answers, strict=True):
         hits[task].append(answer == want)
