@@ -116,16 +116,9 @@ def engine_kwargs(params: EngineParams, max_images: int) -> dict[str, Any]:
 
 
 def worker_env(params: EngineParams) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        VLLM_CPU_KVCACHE_SPACE=f"{params.kv_cache_gib:g}",
-        VLLM_NO_USAGE_STATS="1",
-        DO_NOT_TRACK="1",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    from unireward.serving.serve import vllm_env
+
+    return {**os.environ, **vllm_env(params.kv_cache_gib)}
 
 
 def write_requests(model_dir: Path, requests: Sequence[Request], work: Path) -> int:

@@ -220,18 +220,23 @@ def vllm_command(config: ServeConfig, model_dir: Path, port: int) -> list[str]:
     return [*command, *config.extra_args]
 
 
+def vllm_env(kv_cache_gib: float) -> dict[str, str]:
+    """What every vLLM process of the project runs with (the server and the offline engine):
+    its CPU KV cache size, no usage stats, nothing from a hub, unbuffered logs."""
+    return {
+        "VLLM_CPU_KVCACHE_SPACE": f"{kv_cache_gib:g}",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def server_env(config: ServeConfig, api_key: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != config.api_key_env}
-    env.update(
-        VLLM_API_KEY=api_key,
-        VLLM_MAX_IMAGE_PIXELS=str(config.max_image_pixels),
-        VLLM_CPU_KVCACHE_SPACE=f"{config.kv_cache_gib:g}",
-        VLLM_NO_USAGE_STATS="1",
-        DO_NOT_TRACK="1",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(vllm_env(config.kv_cache_gib))
+    env.update(VLLM_API_KEY=api_key, VLLM_MAX_IMAGE_PIXELS=str(config.max_image_pixels))
     return env
 
 
