@@ -151,3 +151,11 @@ def oracle_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run(cfg, policy, out)
     assert result.kept >= 4, result.stats  # the shipped policy's samples disagree often
     return out
+
+
+# Property tests (hypothesis): reproducible in CI, a wider random search on request.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None)
+settings.register_profile("explore", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -7,9 +7,13 @@ kfp + the standard library at top level, and it runs end to end with kfp.local o
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+import os
+import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -257,18 +261,91 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(model, build_processor(tokenizer, cfg.image_size), out)
 
 
-def test_pipeline_runs_end_to_end_with_kfp_local(tiny_base: Path, tmp_path: Path) -> None:
-    from pipelines.run_local import describe, run_pipeline
+# Secret variables a user's environment holds while the pipeline runs (issue 21, item 6): known
+# values, so every output of the run can be searched for them. None is needed by the tiny run;
+# they are only there to leak if anything copies the environment into a log, MLflow or a file.
+SECRET_ENV = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "UNIREWARD_JUDGE_API_KEY",
+    "OPENAI_API_KEY",
+    "HF_TOKEN",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "PGPASSWORD",
+)
+
+
+@dataclasses.dataclass
+class EndToEnd:
+    run: Any  # pipelines.run_local.LocalRun
+    root: Path  # everything the run wrote: kfp artifacts, the MLflow store, the compiled spec
+    uri: str
+    log: Path  # the run's stdout and stderr, components' included (fd-level capture)
+    secrets: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def end_to_end(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> EndToEnd:
+    """The tiny DAG run once with kfp.local, with known secret values in its environment."""
+    from pipelines.compile import compile_pipeline
+    from pipelines.run_local import run_pipeline
 
     from unireward.tracking import default_tracking_uri
 
-    run = run_pipeline(
-        "quick",
-        overrides=TINY,
-        base_model_uri=str(tiny_base),
-        pipeline_root=tmp_path / "kfp",
-        tracking_uri=(uri := default_tracking_uri(tmp_path / "mlflow")),
-    )  # kfp.local raises if any task fails
+    root = tmp_path_factory.mktemp("e2e")
+    secrets_ = {name: f"leak-{name.lower()}-{secrets.token_hex(8)}" for name in SECRET_ENV}
+    log = tmp_path_factory.mktemp("e2e-log") / "run.log"
+    with pytest.MonkeyPatch.context() as mp, log.open("w") as sink:
+        for name, value in secrets_.items():
+            mp.setenv(name, value)
+        # kfp.local logs the components' output to sys.stdout; anything else writes to fd 1 / 2
+        mp.setattr(sys, "stdout", sink), mp.setattr(sys, "stderr", sink)
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
+        try:
+            run = run_pipeline(
+                "quick",
+                overrides=TINY,
+                base_model_uri=str(tiny_base),
+                pipeline_root=root / "kfp",
+                tracking_uri=(uri := default_tracking_uri(root / "mlflow")),
+            )  # kfp.local raises if any task fails
+            compile_pipeline("quick", root / "pipeline.yaml", base_model_uri="s3://bucket/base")
+        finally:
+            sink.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+    return EndToEnd(run, root, uri, log, secrets_)
+
+
+def test_no_secret_reaches_any_output_of_a_pipeline_run(end_to_end: EndToEnd) -> None:
+    """Not in MLflow (params, tags, artifacts: the store's database and artifact files), not in
+    any artifact or file a stage wrote, not in the compiled pipeline, not in the run's logs."""
+    files = [p for p in end_to_end.root.rglob("*") if p.is_file()] + [end_to_end.log]
+    assert len(files) > 50 and (end_to_end.root / "pipeline.yaml").is_file()
+    assert end_to_end.log.stat().st_size > 0  # the components' output was captured
+    assert any(p.suffix == ".db" for p in files)  # the MLflow store is among them
+    leaks = [
+        (str(p), name)
+        for p in files
+        for data in [p.read_bytes()]
+        for name, value in end_to_end.secrets.items()
+        if value.encode() in data
+    ]
+    assert not leaks
+    # The search sees what stages store: the registered model's name is in the MLflow database
+    # and the components' training logs are in the captured output.
+    [db] = [p for p in files if p.suffix == ".db"]
+    assert b"UnifiedReward" in db.read_bytes()
+    assert b"'loss'" in end_to_end.log.read_bytes()
+
+
+def test_pipeline_runs_end_to_end_with_kfp_local(end_to_end: EndToEnd, tiny_base: Path) -> None:
+    from pipelines.run_local import describe
+
+    run, uri, tmp_path = end_to_end.run, end_to_end.uri, end_to_end.root
 
     judges = list((tmp_path / "kfp").glob("unireward-*/unified-sft/judge"))
     assert len(judges) == 1 and list(judges[0].glob("*.safetensors"))
