@@ -157,11 +157,15 @@ def _run(
 ) -> R:
     """Run a stage and print its one-line summary (`stage: {json}`, with `extra(result)`).
     A user error is `error: ...` and exit 2; one of the stage's own `failures` (e.g. a dataset
-    that fails validation) is `<stage> failed: ...` and exit 1."""
+    that fails validation) is `<stage> failed: ...` and exit 1, and so is a full disk during a
+    checkpoint save (`training.DiskFull`: it says which checkpoint the same command resumes
+    from)."""
+    from unireward.training import DiskFull
+
     with _user_errors():
         try:
             result = run()
-        except failures as err:
+        except (*failures, DiskFull) as err:
             typer.echo(f"{stage} failed: {err}", err=True)
             raise typer.Exit(code=1) from None
     _echo(stage, result, extra(result) if extra else None)

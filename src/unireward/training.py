@@ -14,9 +14,13 @@ all stages share:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,15 +195,89 @@ def distributed_info(trainer) -> dict[str, Any]:
     }
 
 
+def checkpoint_complete(checkpoint: Path) -> bool:
+    """Whether a Trainer finished saving `checkpoint` (a `checkpoint-N` directory).
+
+    The Trainer writes the weights, the optimizer, scheduler and RNG states, each file closed
+    before the next one starts, and `trainer_state.json` last: a process killed at any moment
+    (SIGKILL, a full disk, OOM) leaves either no state file or one cut short. So the checkpoint
+    is complete iff its state file parses and names step N. A kill during rotation only removes
+    older checkpoints, never this one's files.
+    """
+    state = checkpoint / "trainer_state.json"
+    try:
+        step = json.loads(state.read_text())["global_step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return str(step) == checkpoint.name.split("-")[-1]
+
+
+class DiskFull(OSError):
+    """A save ran out of disk space (or quota). The partial checkpoint is removed; the newest
+    complete one is intact, and the same command resumes from it once there is space."""
+
+
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# What a failed save leaves free on the disk: torch.save reports a full disk as a bare
+# RuntimeError ("unexpected pos ..."), so the disk itself is asked when no errno says so.
+_NEARLY_FULL_BYTES = 16 * 2**20
+
+
+def _out_of_space(err: BaseException, path: Path) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _OUT_OF_SPACE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(path).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def disk_full_is_clear(output_dir: Path) -> Iterator[None]:
+    """Around `trainer.train`: a checkpoint save that fills the disk becomes `DiskFull`, with
+    the partial checkpoint removed (it would only hold the space) and the one to resume from."""
+    try:
+        yield
+    except Exception as err:
+        root = output_dir / CHECKPOINTS
+        if not root.is_dir() or not _out_of_space(err, root):
+            raise
+        partial = [p for p in root.glob("checkpoint-*") if not checkpoint_complete(p)]
+        for path in partial:
+            shutil.rmtree(path, ignore_errors=True)
+        newest = latest_checkpoint(output_dir)
+        full = DiskFull(
+            f"the disk holding {output_dir} is full ({shutil.disk_usage(root).free} bytes free "
+            f"after removing the partial {', '.join(p.name for p in partial) or 'nothing'}): "
+            f"a save failed ({type(err).__name__}: {str(err)[:200]}). The newest complete "
+            f"checkpoint is {newest.name if newest else 'none'}; free space and run the same "
+            "command again to resume from it"
+        )
+        full.errno = errno.ENOSPC
+        raise full from err
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    """Newest `checkpoint-N` directory under `output_dir/checkpoints`, if any."""
+    """Newest complete `checkpoint-N` directory under `output_dir/checkpoints`, if any.
+
+    One cut short mid-save (`checkpoint_complete`) is skipped with a warning, so the run resumes
+    from the one before it; it is overwritten when training reaches that step again.
+    """
     root = output_dir / CHECKPOINTS
     if not root.is_dir():
         return None
     ckpts = [p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    # A checkpoint dir without trainer_state.json was cut short mid-save: skip it.
-    ckpts = [p for p in ckpts if (p / "trainer_state.json").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    for ckpt in sorted(ckpts, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if checkpoint_complete(ckpt):
+            return ckpt
+        warnings.warn(
+            f"skipping {ckpt}: cut short while it was saved (no complete trainer state)",
+            stacklevel=2,
+        )
+    return None
 
 
 def discard_checkpoints(output_dir: Path) -> None:
@@ -465,7 +543,8 @@ def train_sft(
                 log_history=state["log_history"],
             )
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with disk_full_is_clear(output_dir):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
     # A collective: every process must ask (ZeRO-3 gathers the shards to the main one). With
     # LoRA (ZeRO-2 at most) every process holds whole weights: merged in place, nothing to gather.

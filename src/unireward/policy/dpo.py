@@ -29,6 +29,7 @@ from unireward.config import to_dict
 from unireward.training import (
     TrainParams,
     discard_checkpoints,
+    disk_full_is_clear,
     finish_model,
     is_peft,
     latest_checkpoint,
@@ -127,7 +128,8 @@ def train_dpo(config: DpoConfig, policy_dir: Path, pairs, output_dir: Path, call
         if state["global_step"] >= config.train.max_steps:
             history = state["log_history"]
             return finish_model(trained), processor, state["global_step"], str(resume), history
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with disk_full_is_clear(output_dir):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return (
         finish_model(trained),
         processor,

@@ -58,6 +58,7 @@ from unireward.training import (
     ScaleParams,
     TrainParams,
     discard_checkpoints,
+    disk_full_is_clear,
     distributed_info,
     finish_model,
     is_peft,
@@ -255,7 +256,8 @@ def train_grpo(model, processor, dataset, config: GrpoConfig, output_dir: Path, 
         if done:
             finish_model(trained)
             return state["global_step"], state["log_history"], str(resume), trainer
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with disk_full_is_clear(output_dir):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     finish_model(trained)
     state = trainer.state
     return state.global_step, list(state.log_history), str(resume) if resume else None, trainer
