@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from unireward.config import from_dict
-from unireward.registry.register import RegisterConfig, RegisterResult, download_model, run
+from unireward.registry.register import (
+    RegisterConfig,
+    RegisterResult,
+    download_model,
+    register_key,
+    run,
+)
 from unireward.tracking import default_tracking_uri
 
 TASK_KEYS = RegisterConfig().per_task_metrics
@@ -61,7 +67,12 @@ def test_first_registration_becomes_champion(tmp_path, config, checkpoint):
     client = MlflowClient(config.tracking_uri)
     version = client.get_model_version(config.model_name, "1")
     assert version.run_id == result.run_id
-    assert version.tags == {"gate": "promoted", "metric.pairwise_diff_mean": "0.7"}
+    assert version.tags == {
+        "gate": "promoted",
+        "metric.pairwise_diff_mean": "0.7",
+        "gate_reasons": json.dumps(list(result.reasons)),
+        "register_key": register_key(checkpoint, _metrics(0.7), config.model_name),
+    }
     run_data = client.get_run(result.run_id).data
     assert run_data.params["train.lr"] == "0.001"
     assert run_data.params["register.margin"] == "0.01"
@@ -92,15 +103,16 @@ def test_version_says_what_it_is_its_headline_metrics_and_the_gate(tmp_path, con
 
     client = MlflowClient(config.tracking_uri)
     first, second = (client.get_model_version(config.model_name, v) for v in ("1", "2"))
-    # A few headline tags; every metric is on the run, not on the version.
-    assert first.tags == {
+    # A few headline tags; every metric is on the run, not on the version. (Besides them: the
+    # gate's reasons and the registration's idempotency key.)
+    assert {k: v for k, v in first.tags.items() if k not in ("gate_reasons", "register_key")} == {
         "gate": "promoted",
         "metric.pairwise_diff_mean": "0.7",
         "metric.eval_unseen/pairwise_diff_mean": "0.61",
         "metric.swap_consistency_mean": "0.9",
     }
     assert len(client.get_run(first.run_id).data.metrics) == len(metrics)
-    assert second.tags["gate"] == "not promoted" and len(second.tags) == 4
+    assert second.tags["gate"] == "not promoted" and len(second.tags) == 6
 
     text = first.description
     assert "checkpoint of stage `grpo`" in text
@@ -219,3 +231,113 @@ def test_bad_inputs_fail_before_touching_mlflow(tmp_path, config, checkpoint):
     with pytest.raises(ValueError, match=r"config\.json"):
         run(config, tmp_path, bad, tmp_path / "out")  # parent dir, not the checkpoint
     assert not (tmp_path / "store").exists()
+
+
+# --------------------------------------------------------------------------- retries (issue 21)
+
+
+def _versions(config: RegisterConfig) -> list[str]:
+    from mlflow import MlflowClient
+
+    found = MlflowClient(config.tracking_uri).search_model_versions(f"name = '{config.model_name}'")
+    return sorted(str(v.version) for v in found)
+
+
+def _count_champion_moves(monkeypatch) -> list[str]:
+    from mlflow import MlflowClient
+
+    moves: list[str] = []
+    original = MlflowClient.set_registered_model_alias
+
+    def counted(self, name, alias, version):
+        if alias == "champion":
+            moves.append(str(version))
+        return original(self, name, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", counted)
+    return moves
+
+
+def test_a_retried_registration_is_the_same_version_and_moves_nothing(
+    tmp_path, config, checkpoint, monkeypatch
+):
+    first = _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    moves = _count_champion_moves(monkeypatch)
+    again = _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    assert again == first and moves == []
+    assert _versions(config) == ["1"] and _aliases(config) == {"champion": "1", "challenger": "1"}
+    assert json.loads((tmp_path / "v1" / "registration.json").read_text())["version"] == "1"
+    # A different checkpoint (or different metrics) is a new registration.
+    (checkpoint / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl", "hidden": 9}))
+    assert _register(tmp_path, config, checkpoint, "v2", _metrics(0.7)).version == "2"
+
+
+def test_a_registration_cut_short_is_finished_by_its_retry(
+    tmp_path, config, checkpoint, monkeypatch
+):
+    """Killed after its version exists and the champion moved, before the gate was recorded:
+    the retry finds the version by its key and finishes it, moving nothing a second time."""
+    from mlflow import MlflowClient
+
+    _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    moves = _count_champion_moves(monkeypatch)
+
+    def dies(self, *args, **kwargs):
+        raise ConnectionError("the task's pod was evicted")
+
+    with monkeypatch.context() as m:
+        m.setattr(MlflowClient, "update_model_version", dies)
+        with pytest.raises(ConnectionError):
+            _register(tmp_path, config, checkpoint, "v2", _metrics(0.8))
+    assert _aliases(config)["champion"] == "2" and moves == ["2"]
+    cut_short = MlflowClient(config.tracking_uri).get_model_version("UnifiedReward", "2")
+    assert "gate" not in cut_short.tags
+
+    retried = _register(tmp_path, config, checkpoint, "v2", _metrics(0.8))
+    assert retried.version == "2" and retried.promoted and moves == ["2"]
+    assert _versions(config) == ["1", "2"]
+    version = MlflowClient(config.tracking_uri).get_model_version("UnifiedReward", "2")
+    assert version.tags["gate"] == "promoted" and "**Gate: promoted**" in version.description
+
+
+def test_a_create_request_the_server_did_twice_leaves_one_version(
+    tmp_path, config, checkpoint, monkeypatch
+):
+    """The client retried `create_model_version` after the server had done it (a reset
+    connection): two versions with one key. The registration keeps the first, deletes the other."""
+    from mlflow import MlflowClient
+
+    original = MlflowClient.create_model_version
+
+    def twice(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "create_model_version", twice)
+    result = _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    assert result.version == "1" and _versions(config) == ["1"]
+    assert _aliases(config) == {"champion": "1", "challenger": "1"}
+
+
+def test_a_promotion_lock_left_by_a_dead_run_is_broken_and_a_live_one_waited_for(
+    tmp_path, checkpoint
+):
+    import time
+
+    from mlflow import MlflowClient
+
+    config = RegisterConfig(
+        tracking_uri=default_tracking_uri(tmp_path / "store"), lock_timeout_s=1, lock_stale_s=60
+    )
+    client = MlflowClient(config.tracking_uri)
+    lock = "UnifiedReward.promotion-lock"
+    client.create_registered_model(lock, tags={"holder": "pod-a:7", "since": f"{time.time()}"})
+    with pytest.raises(TimeoutError, match="held by pod-a:7"):
+        _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    assert _versions(config) == ["1"] and "champion" not in _aliases(config)
+
+    client.set_registered_model_tag(lock, "since", f"{time.time() - 61}")  # its holder died
+    retried = _register(tmp_path, config, checkpoint, "v1", _metrics(0.7))
+    assert retried.version == "1" and retried.promoted
+    names = [m.name for m in client.search_registered_models()]
+    assert lock not in names  # released on the way out

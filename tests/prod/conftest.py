@@ -109,6 +109,31 @@ def s3_env() -> dict[str, str]:
     return dict(S3_ENV)
 
 
+@contextlib.contextmanager
+def mlflow_process(
+    dsn: str, s3: str, port: int, log: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen]:
+    """`mlflow server` on PostgreSQL `dsn` with artifacts in the bucket at `s3`, on `port`;
+    returns once /health answers. Stopped on the way out (a test may stop and start it again)."""
+    cmd = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        dsn,
+        "--artifacts-destination",
+        f"s3://{BUCKET}/mlartifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with process(cmd, log, {**env, "MLFLOW_S3_ENDPOINT_URL": s3}) as server:
+        wait_http(f"http://127.0.0.1:{port}/health", server, 120, log)
+        yield server
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(s3_env: dict[str, str]) -> Iterator[MlflowServer]:
     import boto3
@@ -124,28 +149,8 @@ def mlflow_server(s3_env: dict[str, str]) -> Iterator[MlflowServer]:
 
             port = free_port()
             start = time.monotonic()
-            server = stack.enter_context(
-                process(
-                    [
-                        str(BIN / "mlflow"),
-                        "server",
-                        "--backend-store-uri",
-                        dsn,
-                        "--artifacts-destination",
-                        f"s3://{BUCKET}/mlartifacts",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--workers",
-                        "1",
-                    ],
-                    root / "mlflow.log",
-                    {**env, "MLFLOW_S3_ENDPOINT_URL": s3},
-                )
-            )
+            stack.enter_context(mlflow_process(dsn, s3, port, root / "mlflow.log", env))
             uri = f"http://127.0.0.1:{port}"
-            wait_http(f"{uri}/health", server, 120, root / "mlflow.log")
             ready = time.monotonic() - start
             _TIMINGS["mlflow server (PostgreSQL + S3) ready in"] = ready
             yield MlflowServer(uri, s3, BUCKET, dsn, ready)
@@ -166,3 +171,16 @@ def s3_client(mlflow_server: MlflowServer, s3_env: dict[str, str]):
     import boto3
 
     return boto3.client("s3", endpoint_url=mlflow_server.s3_endpoint, **_boto_kwargs(s3_env))
+
+
+@pytest.fixture
+def mlflow_launcher(mlflow_server: MlflowServer, s3_env: dict[str, str]):
+    """`launch(port, log)`: another `mlflow server` on the session's PostgreSQL and bucket, as a
+    context manager yielding its process, for tests that kill and restart a server."""
+    env = {**os.environ, **s3_env, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def launch(port: int, log: Path):
+        return mlflow_process(mlflow_server.postgres_dsn, mlflow_server.s3_endpoint, port, log, env)
+
+    return launch

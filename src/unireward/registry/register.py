@@ -18,16 +18,33 @@ What it does, in order:
 5. `output_dir/registration.json` records the result, `output_dir/description.md` the
    description.
 
+Retried and concurrent runs (a Kubeflow retry, the MLflow server restarting mid-stage, two
+pipelines finishing at once):
+- **idempotent**: the version carries `register_key`, a digest of the checkpoint's files, the
+  metrics and the model name. A run that finds a version with its key reuses it (no second
+  version; a version a retried request created twice is deleted), finishes what an earlier
+  attempt left undone, and moves `champion` at most once;
+- **one promotion at a time**: the gate reads the champion and moves the alias inside a lock,
+  a registered model `<name>.promotion-lock` whose creation the registry's unique name makes
+  atomic (deleted on the way out; one older than `lock_stale_s` is broken). So the champion
+  is always a version that passed the gate against the champion it replaced.
+
 Consumers load the promoted judge with
 `mlflow.artifacts.download_artifacts(artifact_uri="models:/UnifiedReward@champion")`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
-from collections.abc import Mapping
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +54,15 @@ from unireward.tracking import NULL_TRACKING_URI, MlflowTracker, resolve_trackin
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities.model_registry import RegisteredModel
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 MODEL_ARTIFACT_PATH = "model"
 DESCRIPTION_FILE = "description.md"  # the version's description, beside registration.json
 METRIC_TAG_PREFIX = "metric."
+KEY_TAG = "register_key"  # the idempotency key of the registration that made a version
+REASONS_TAG = "gate_reasons"  # the gate's reasons (JSON), for a retry that finds it done
+LOCK_SUFFIX = ".promotion-lock"
 CHECKPOINT_MARKERS = ("config.json", "adapter_config.json")
 # Weight formats that unpickle (run code) on load: a served checkpoint must be safetensors only.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -57,6 +77,8 @@ class RegisterConfig:
     margin: float = 0.01
     max_regression: float = 0.02
     min_primary: float = 0.55  # a judge must beat chance (0.5) to become champion at all
+    lock_timeout_s: float = 600.0  # wait this long for another run's promotion to finish
+    lock_stale_s: float = 900.0  # a lock older than this was left by a dead run: broken
     per_task_metrics: tuple[str, ...] = (
         "image_generation/pairwise_diff",
         "image_understanding/pairwise_diff",
@@ -79,7 +101,7 @@ class RegisterConfig:
             raise ValueError("register.experiment must be a non-empty MLflow experiment name")
         if not self.primary_metric:
             raise ValueError("register.primary_metric must name a key of the evaluate metrics")
-        for name in ("margin", "max_regression", "min_primary"):
+        for name in ("margin", "max_regression", "min_primary", "lock_timeout_s", "lock_stale_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"register.{name} must be a number, got {value!r}")
@@ -254,6 +276,93 @@ def describe(
     )
 
 
+def register_key(model_dir: Path, metrics: Mapping[str, float], name: str) -> str:
+    """The registration's identity: the checkpoint's files (paths and bytes), its metrics and
+    the registered model's name. A retried task has the same key; a new checkpoint does not."""
+    digest = hashlib.sha256(name.encode())
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(model_dir)).encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps(dict(metrics), sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _versions_with_key(client: MlflowClient, name: str, key: str) -> list[ModelVersion]:
+    found = client.search_model_versions(f"name = '{name}' and tags.{KEY_TAG} = '{key}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def _one_version(client: MlflowClient, name: str, key: str) -> ModelVersion | None:
+    """The version this registration made, if any; extra ones (a create request retried after
+    the server had done it) are deleted, the oldest kept. Only this key's versions are touched."""
+    versions = _versions_with_key(client, name, key)
+    for extra in versions[1:]:
+        with contextlib.suppress(Exception):  # a concurrent retry of the same task deleted it
+            client.delete_model_version(name, extra.version)
+    return versions[0] if versions else None
+
+
+@contextlib.contextmanager
+def _promotion_lock(client: MlflowClient, name: str, config: RegisterConfig) -> Iterator[None]:
+    """Hold `<name>.promotion-lock` (a registered model: creating one that exists fails
+    atomically in every MLflow store) while the champion is read and moved."""
+    from mlflow.exceptions import MlflowException
+
+    lock = f"{name}{LOCK_SUFFIX}"
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = time.monotonic() + config.lock_timeout_s
+    while True:
+        try:
+            client.create_registered_model(
+                lock,
+                tags={"holder": holder, "since": f"{time.time():.3f}"},
+                description=f"held by `register` while it promotes a version of {name}",
+            )
+            break
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        try:
+            held = client.get_registered_model(lock)
+        except MlflowException:
+            continue  # released in between
+        since = float(held.tags.get("since", "0"))
+        if time.time() - since > config.lock_stale_s:
+            with contextlib.suppress(MlflowException):
+                client.delete_registered_model(lock)  # left by a run that died holding it
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{lock} is held by {held.tags.get('holder', '?')} since "
+                f"{time.time() - since:.0f} s ago; waited {config.lock_timeout_s:g} s "
+                "(register.lock_timeout_s)"
+            )
+        time.sleep(0.2 + random.random() * 0.3)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model(lock)
+
+
+def _promote(
+    client: MlflowClient, name: str, version: str, metrics: dict[str, float], config: RegisterConfig
+) -> tuple[bool, tuple[str, ...], RegisteredModel]:
+    """Gate `version` against the champion and move the alias on a pass, under the lock. A
+    version that already holds `champion` (an earlier attempt of this registration moved it)
+    keeps it without a second move. Returns the registered model as the gate saw it."""
+    with _promotion_lock(client, name, config):
+        model = client.get_registered_model(name)
+        if str(model.aliases.get(CHAMPION)) == version:
+            return True, ("promoted by an earlier attempt of this registration",), model
+        promote, reasons = _gate(client, model, metrics, config)
+        if promote:
+            client.set_registered_model_alias(name, CHAMPION, version)
+    return promote, reasons, model
+
+
 def run(
     config: RegisterConfig,
     model_dir: Path,
@@ -262,55 +371,81 @@ def run(
     params: Mapping[str, Any] | None = None,
     tags: Mapping[str, Any] | None = None,
 ) -> RegisterResult:
-    """Register `model_dir` as a new version; move `champion` only if the gate passes."""
+    """Register `model_dir` as a new version; move `champion` only if the gate passes.
+    Idempotent: run again with the same inputs, it returns the same version (module docstring)."""
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     check_checkpoint(model_dir)
     metrics = load_metrics(Path(metrics_path))
     tracker = MlflowTracker(resolve_tracking_uri(config.tracking_uri), config.experiment)
     client = tracker.client
     name = config.model_name
-
+    key = register_key(model_dir, metrics, name)
     run_tags = {"stage": "register", **(tags or {})}
-    with tracker.start_run(f"register-{name}", tags=run_tags):
-        run_id = tracker.run_id
-        assert run_id is not None
-        tracker.log_params({**(params or {}), "register": dataclasses.asdict(config)})
-        tracker.log_metrics(metrics)
-        tracker.log_artifacts(model_dir, MODEL_ARTIFACT_PATH)
-        source = tracker.artifact_uri(MODEL_ARTIFACT_PATH)
 
-        model = _ensure_registered_model(client, name)
-        version_tags = {
-            f"{METRIC_TAG_PREFIX}{k}": _number(metrics[k])
-            for k in headline_metrics(metrics, config.primary_metric)
-        }
-        mv = client.create_model_version(name, source, run_id=run_id, tags=version_tags)
-        client.set_registered_model_alias(name, CHALLENGER, mv.version)
-        promote, reasons = _gate(client, model, metrics, config)
-        if promote:
-            client.set_registered_model_alias(name, CHAMPION, mv.version)
-        verdict = "promoted" if promote else "not promoted"
-        client.set_model_version_tag(name, mv.version, "gate", verdict)
-        text = describe(
-            config,
-            checkpoint_info(model_dir),
-            metrics,
-            run_tags,
-            promote,
-            reasons,
-            model.aliases.get(CHAMPION),
+    _ensure_registered_model(client, name)
+    mv = _one_version(client, name, key)
+    if mv is not None and "gate" in mv.tags:  # done before: report it, move nothing
+        reasons = tuple(json.loads(mv.tags.get(REASONS_TAG, "[]")))
+        result = RegisterResult(
+            model_name=name,
+            version=str(mv.version),
+            run_id=mv.run_id,
+            promoted=mv.tags["gate"] == "promoted",
+            reasons=reasons,
+            model_uri=f"models:/{name}/{mv.version}",
         )
-        client.update_model_version(name, mv.version, description=text)
-        tracker.set_tags({"gate": verdict, "model_version": mv.version})
+        return _write(output_dir, result, mv.description or "")
+
+    if mv is None:
+        with tracker.start_run(f"register-{name}", tags={**run_tags, KEY_TAG: key}):
+            run_id = tracker.run_id
+            assert run_id is not None
+            tracker.log_params({**(params or {}), "register": dataclasses.asdict(config)})
+            tracker.log_metrics(metrics)
+            tracker.log_artifacts(model_dir, MODEL_ARTIFACT_PATH)
+            source = tracker.artifact_uri(MODEL_ARTIFACT_PATH)
+            version_tags = {
+                f"{METRIC_TAG_PREFIX}{k}": _number(metrics[k])
+                for k in headline_metrics(metrics, config.primary_metric)
+            }
+            client.create_model_version(
+                name, source, run_id=run_id, tags={**version_tags, KEY_TAG: key}
+            )
+        mv = _one_version(client, name, key)
+        assert mv is not None, f"the version just created for {name} is not found by its key"
+    run_id = mv.run_id
+    version = str(mv.version)
+
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    promote, reasons, model = _promote(client, name, version, metrics, config)
+    verdict = "promoted" if promote else "not promoted"
+    text = describe(
+        config,
+        checkpoint_info(model_dir),
+        metrics,
+        run_tags,
+        promote,
+        reasons,
+        model.aliases.get(CHAMPION),
+    )
+    client.update_model_version(name, version, description=text)
+    client.set_model_version_tag(name, version, REASONS_TAG, json.dumps(list(reasons)))
+    client.set_model_version_tag(name, version, "gate", verdict)  # last: marks it done
+    for tag, value in (("gate", verdict), ("model_version", version)):
+        client.set_tag(run_id, tag, value)
 
     result = RegisterResult(
         model_name=name,
-        version=str(mv.version),
+        version=version,
         run_id=run_id,
         promoted=promote,
         reasons=reasons,
-        model_uri=f"models:/{name}/{mv.version}",
+        model_uri=f"models:/{name}/{version}",
     )
+    return _write(output_dir, result, text)
+
+
+def _write(output_dir: Path, result: RegisterResult, text: str) -> RegisterResult:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "registration.json").write_text(
         json.dumps(dataclasses.asdict(result), indent=2) + "\n"
