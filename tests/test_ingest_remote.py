@@ -125,6 +125,112 @@ def test_s3_download_multipart_object_and_refuses_keys_out_of_staging(s3, tmp_pa
         download_s3("big/nothing", tmp_path / "stage3")
 
 
+# --------------------------------------------------------------------------- S3 under faults
+# A real HTTP proxy on loopback (loopback.FaultProxy) between boto3 and moto_server injects the
+# faults into the object downloads (issue 21, item 1).
+
+RECOVERABLE = {
+    "503 burst": ["503", "503", "503"],
+    "slow past the read timeout": ["slow", "slow"],
+    "reset mid-body": ["reset", "reset"],
+    "body cut short": ["truncate", "truncate"],
+    "mixed": ["503", "reset", "truncate", "slow"],
+}
+
+
+@pytest.fixture(scope="module")
+def faulty_bucket(s3, tmp_path_factory):
+    """Bucket `faults` with a LLaVA source under `faults/set`, and the same source ingested
+    without a proxy: what every faulty ingest must equal byte for byte."""
+    _, client = s3
+    client.create_bucket(Bucket="faults")
+    src = tmp_path_factory.mktemp("faulty-src")
+    make_source(src)
+    _upload(client, "faults", src, "set")
+    cfg = ingest.IngestConfig(source="s3://faults/set", tracking_uri="null")
+    return ingest.run(cfg, tmp_path_factory.mktemp("clean") / "out")
+
+
+def _faulty_ingest(s3, faults, out: Path, monkeypatch, attempts: int = 5):
+    from loopback import FaultProxy
+
+    endpoint, _ = s3
+    cfg = ingest.IngestConfig(
+        source="s3://faults/set",
+        tracking_uri="null",
+        s3_max_attempts=attempts,
+        s3_read_timeout_s=1.0,
+    )
+    proxy = FaultProxy(endpoint, faults, match="/faults/set/", slow_s=2.5)
+    with proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        try:
+            return ingest.run(cfg, out), proxy
+        except Exception as err:
+            err.proxy = proxy
+            raise
+
+
+@pytest.mark.parametrize("faults", RECOVERABLE.values(), ids=RECOVERABLE.keys())
+def test_s3_ingest_through_faults_is_byte_identical(
+    s3, faulty_bucket, faults, tmp_path, monkeypatch
+):
+    result, proxy = _faulty_ingest(s3, list(faults), tmp_path / "out", monkeypatch)
+    assert proxy.injected() == len(faults)  # every fault was served to the client
+    assert _tree(result.output_dir) == _tree(faulty_bucket.output_dir)
+    assert result.lineage == faulty_bucket.lineage
+    assert not (tmp_path / ".out.partial").exists()
+
+
+@pytest.mark.parametrize("fault", ["503", "truncate", "reset"])
+def test_s3_ingest_that_cannot_finish_fails_clearly_and_leaves_the_last_dataset(
+    s3, faulty_bucket, fault, tmp_path, monkeypatch
+):
+    """Every try fails: a `RemoteError` naming the source, no partial output, and an earlier
+    ingest in the output directory still whole (it is replaced only by a complete one)."""
+    from unireward.data.remote import RemoteError
+
+    out = tmp_path / "out"
+    shutil.copytree(faulty_bucket.output_dir, out)
+    before = _tree(out)
+    with pytest.raises(RemoteError, match="s3://faults/set") as failed:
+        _faulty_ingest(s3, [fault] * 100, out, monkeypatch, attempts=3)
+    assert failed.value.proxy.injected() >= 3
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging left behind
+
+
+def test_ingest_cli_reports_a_remote_that_gives_up_in_one_line(s3, faulty_bucket, tmp_path):
+    from loopback import FaultProxy
+
+    endpoint, _ = s3
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        json.dumps({"ingest": {"tracking_uri": "null", "s3_max_attempts": 2}, "profiles": {}})
+    )
+    with FaultProxy(endpoint, ["503"] * 100, match="/faults/set/") as proxy:
+        done = subprocess.run(
+            [
+                str(BIN / "unireward"),
+                "ingest",
+                "--source",
+                "s3://faults/set",
+                "--output-dir",
+                str(tmp_path / "out"),
+                "--params",
+                str(params),
+            ],
+            env={**os.environ, "AWS_ENDPOINT_URL": proxy.url, "MLFLOW_TRACKING_URI": "null"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "ingest failed: s3://faults/set" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- DVC
 
 

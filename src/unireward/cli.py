@@ -262,7 +262,9 @@ def ingest(
         params,
         overrides={"source": source, "format": format},
     )
-    _run("ingest", lambda: stage.run(config, output_dir))
+    from unireward.data.remote import RemoteError
+
+    _run("ingest", lambda: stage.run(config, output_dir), failures=(RemoteError,))
 
 
 @app.command("validate")

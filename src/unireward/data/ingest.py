@@ -68,6 +68,7 @@ class IngestConfig:
     dvc_repo: str | None = None  # dvc:// sources: repo path or Git URL (None = this repo)
     dvc_rev: str | None = None  # dvc:// sources: branch / tag / commit (None = workspace)
     s3_max_attempts: int = 5  # s3:// sources: tries per request (botocore standard backoff)
+    s3_read_timeout_s: float = 60.0  # s3:// sources: a response that stalls this long is retried
     tracking_uri: str | None = None  # None = local sqlite store; "null" = no tracking
     experiment: str = "unireward"
 
@@ -91,6 +92,9 @@ class IngestConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ingest.{name} must be an integer >= 1, got {value!r}")
+        timeout = self.s3_read_timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"ingest.s3_read_timeout_s must be a number > 0, got {timeout!r}")
         for name in ("dvc_repo", "dvc_rev"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -176,7 +180,9 @@ def _read_canonical(root: Path, output_dir: Path) -> _Ingested:
 def _read_s3(config: IngestConfig, location: str, output_dir: Path) -> _Ingested:
     with tempfile.TemporaryDirectory(prefix="unireward-s3-") as tmp:
         staged = Path(tmp) / "source"
-        facts = remote.download_s3(location, staged, config.s3_max_attempts)
+        facts = remote.download_s3(
+            location, staged, config.s3_max_attempts, config.s3_read_timeout_s
+        )
         root = next(staged.iterdir()) if _single_file(staged) else staged
         ingested = _read_path(config, root, output_dir, config.source)
     return _Ingested(ingested.records, {**ingested.extra, **facts})
@@ -247,15 +253,22 @@ def split_source(source: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- files
 
 
-def prepare_output_dir(output_dir: Path, marker: str) -> None:
-    """Make `output_dir` empty. A non-empty one is cleared only if it holds `marker` (our own
-    earlier output); anything else is an error rather than a silent rmtree of user files."""
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not (output_dir / marker).is_file():
-            raise FileExistsError(
-                f"output directory {output_dir} is not empty and holds no {marker} from an "
-                f"earlier run; pick an empty or new directory"
-            )
+def check_output_dir(output_dir: Path, marker: str) -> None:
+    """A non-empty `output_dir` may be replaced only if it holds `marker` (our own earlier
+    output); anything else is an error rather than a silent rmtree of user files."""
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / marker).is_file():
+        raise FileExistsError(
+            f"output directory {output_dir} is not empty and holds no {marker} from an "
+            f"earlier run; pick an empty or new directory"
+        )
+
+
+def prepare_output_dir(output_dir: Path, marker: str, force: bool = False) -> None:
+    """Make `output_dir` empty (`check_output_dir` first, unless `force`: a staging directory
+    of our own that a killed run left behind)."""
+    if not force:
+        check_output_dir(output_dir, marker)
+    if output_dir.exists():
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -401,15 +414,28 @@ def run(config: IngestConfig, output_dir: Path, tracker: Tracker | None = None) 
 
     `output_dir` must be empty, new, or an earlier ingest output (which is replaced).
     `tracker` defaults to `make_tracker(config.tracking_uri, config.experiment)`.
+
+    Written whole or not at all: the dataset is built in a sibling staging directory and
+    renamed into place once complete, so a failure at any point (a remote that gives up, a full
+    disk, a kill) leaves no `records.parquet` a later stage could take for a whole dataset, and
+    an earlier ingest output in `output_dir` stays as it was until the new one replaces it.
     """
     output_dir = Path(output_dir)
     scheme, location = split_source(config.source)
-    if scheme == "file":  # before clearing output_dir, which must not hold the source
+    if scheme == "file":  # output_dir must not hold the source
         _check_local_root(Path(location), output_dir)
-    prepare_output_dir(output_dir, LINEAGE_FILE)
-    ingested = SOURCES[scheme](config, location, output_dir)
-    lineage = _lineage(config, scheme, output_dir, ingested)
+    check_output_dir(output_dir, LINEAGE_FILE)
+    staging = output_dir.with_name(f".{output_dir.name}.partial")
+    prepare_output_dir(staging, LINEAGE_FILE, force=True)
+    try:
+        ingested = SOURCES[scheme](config, location, staging)
+        lineage = _lineage(config, scheme, staging, ingested)
+        (staging / LINEAGE_FILE).write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n")
+        prepare_output_dir(output_dir, LINEAGE_FILE)
+        output_dir.rmdir()
+        os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     path = output_dir / LINEAGE_FILE
-    path.write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n")
     _log(tracker or make_tracker(config.tracking_uri, config.experiment), config, lineage, path)
     return IngestResult(output_dir=output_dir, n_records=lineage["rows_out"], lineage=lineage)
