@@ -225,3 +225,32 @@ def test_build_pairs_records_which_judge_it_took(tmp_path: Path) -> None:
         assert json.loads(provenance)["cot"] is True  # a Think judge asks in CoT
         assert json.loads(provenance)["scores"] == "pair_wins"
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["prompts"] == 8
+
+
+def test_a_judge_server_that_is_gone_fails_the_stage_clearly_and_leaves_no_pairs(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The served judge does not answer (its server died; here nothing listens on its port):
+    the client retries each request with backoff, then the stage fails with `JudgeUnavailable`
+    and no pair file, not even an earlier run's (issue 21, item 2). Run again, it starts over."""
+    from loopback import free_port
+    from unireward.policy.build_pairs import BuildPairsConfig, JudgeClientParams, run
+    from unireward.serving.client import JudgeUnavailable
+    from unireward.serving.serve import ServeConfig
+
+    monkeypatch.setenv("UNIREWARD_TEST_GONE_KEY", "k")
+    out = tmp_path / "pairs"
+    out.mkdir()
+    (out / "pairs.parquet").write_bytes(b"an earlier run's pairs")
+    (out / "stats.json").write_text("{}")
+    cfg = BuildPairsConfig(
+        judge_url=f"http://127.0.0.1:{free_port()}/v1",
+        prompts=4,
+        samples=4,
+        tracking_uri="null",
+        client=JudgeClientParams(max_retries=2, timeout_s=5),
+    )
+    serve_cfg = ServeConfig(api_key_env="UNIREWARD_TEST_GONE_KEY")
+    with pytest.raises(JudgeUnavailable, match=r"judge requests failed after 2 retries each"):
+        run(cfg, POLICY, out, serve_config=serve_cfg)
+    assert sorted(p.name for p in out.iterdir()) == []

@@ -383,7 +383,13 @@ def rejection_sample(
         inputs=[judge, dataset],
         overrides={"backend": backend, "prompt_templates": prompt_templates},
     )
-    _run("rejection_sample", lambda: stage.run(config, judge, dataset, output_dir))
+    from unireward.serving.client import JudgeUnavailable
+
+    _run(
+        "rejection_sample",
+        lambda: stage.run(config, judge, dataset, output_dir),
+        failures=(JudgeUnavailable,),
+    )
 
 
 @app.command("rs_sft")
@@ -657,12 +663,15 @@ def build_pairs(
         overrides={"judge": judge, "judge_url": judge_url, "prompt_templates": prompt_templates},
     )
     serve_config = _stage(ServeConfig, "serve", profile, params)
+    from unireward.serving.client import JudgeUnavailable
+
     _run(
         "build_pairs",
         lambda: stage.run(
             config, policy, output_dir, judge_model, serve_config, tags={"profile": profile}
         ),
         lambda r: r.stats,
+        failures=(JudgeUnavailable,),
     )
 
 

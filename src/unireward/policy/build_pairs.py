@@ -58,9 +58,12 @@ from unireward.prompt_templates import (
     log_templates,
     resolve_templates,
 )
+from unireward.serving.client import JudgeUnavailable
 
 JUDGE_KINDS = ("served", "oracle")
 REPORT = "report.html"
+# What the stage writes; removed when it starts, so a failed run leaves none of an earlier one.
+OUTPUTS = ("pairs.parquet", "pairs.parquet.partial", "quarantine.parquet", "stats.json", REPORT)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class BuildPairsConfig:
     # asked; a candidate's score is its number of pairwise wins (pair ranking alone), for a
     # judge trained pairwise only.
     point_sift: bool = True
+    # Judge requests that may still fail after the client's retries (a server that died or
+    # cannot be reached). Past it the stage fails with `JudgeUnavailable` and writes no pairs:
+    # a pair set built from the part of the verdicts that came back would look complete.
+    max_request_errors: int = 0
     # In the DAG: which judge builds the pairs (policy.judge_choice): "best" = the judge whose
     # evaluation is highest on judge_metric, or one named: unified | think | rs | grpo. A Think
     # judge is asked in CoT mode and ranks by pair wins (cot, point_sift set for it). The CLI's
@@ -121,6 +128,11 @@ class BuildPairsConfig:
             )
         if self.prompts < 1 or self.samples < 2:
             raise ValueError("build_pairs.prompts must be >= 1 and samples >= 2 (a pair needs two)")
+        errors = self.max_request_errors
+        if isinstance(errors, bool) or not isinstance(errors, int) or errors < 0:
+            raise ValueError(
+                f"build_pairs.max_request_errors must be an integer >= 0, got {errors!r}"
+            )
         if not 0 < self.temperature <= 2:
             raise ValueError(
                 f"build_pairs.temperature must be in (0, 2], got {self.temperature}: "
@@ -222,6 +234,7 @@ def judge_candidates(
         values.add(res.score.score)
         counts["scores_asked"] += 1
         counts["scores_unparseable"] += res.score.score is None
+        counts["request_errors"] += res.error is not None
     # A judge that gives every answer the same score cannot sift: worth seeing at a glance.
     counts["score_distinct_values"] = len(values - {None})
     if not point_sift:
@@ -504,6 +517,8 @@ def run(
     start = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in OUTPUTS:  # an earlier run's pairs must not outlive a run that fails
+        (output_dir / stale).unlink(missing_ok=True)
     serve_config = serve_config or ServeConfig()
     if config.judge == "served" and not config.judge_url and judge_model is None:
         raise ValueError(
@@ -523,6 +538,15 @@ def run(
             judge, cands, config.swap, config.cot, config.point_sift
         )
         judge_s = time.perf_counter() - judged_at
+    if counts.get("request_errors", 0) > config.max_request_errors:
+        asked = counts.get("pairs_judged", 0) + counts.get("scores_asked", 0)
+        raise JudgeUnavailable(
+            f"{counts['request_errors']} of {asked} "
+            f"judge requests failed after {config.client.max_retries} retries each "
+            f"(build_pairs.max_request_errors: {config.max_request_errors}); the judge server "
+            f"died or cannot be reached ({source.get('judge_url') or source.get('judge_model')}). "
+            "No pairs were written; run the stage again once the judge answers"
+        )
     decisions = [P.select_pair(v, s) for v, s in zip(verdicts, scores, strict=True)]
     provenance = {
         **source,
@@ -545,7 +569,8 @@ def run(
         columns=["qid", "reason"],
     ).to_parquet(output_dir / "quarantine.parquet")
     kept = [rows[i] for i in good]
-    write_rows(kept, output_dir / "pairs.parquet")
+    write_rows(kept, output_dir / "pairs.parquet.partial")
+    os.replace(output_dir / "pairs.parquet.partial", output_dir / "pairs.parquet")
     stats = pair_statistics(cands, decisions, counts, kept, len(bad))
     stats.update(sample_seconds=round(sampled_s, 1), judge_seconds=round(judge_s, 1))
     (output_dir / "stats.json").write_text(json.dumps({**stats, **source}, indent=2) + "\n")

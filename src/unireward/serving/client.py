@@ -61,6 +61,11 @@ if TYPE_CHECKING:
 Visual = Image.Image | Sequence[Image.Image]
 
 
+class JudgeUnavailable(ConnectionError):
+    """The judge server did not answer after the client's retries (it died, or is unreachable):
+    a stage that needs its verdicts stops here rather than keep what it could not judge."""
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """Where the judge is and how hard to push it. `api_key` is never printed (repr=False)."""

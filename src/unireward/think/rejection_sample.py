@@ -314,8 +314,17 @@ def sample_from_server(
         )
         return [c.message.content or "" for c in sorted(reply.choices, key=lambda c: c.index)]
 
-    with ThreadPoolExecutor(max_workers=config.vllm_max_concurrency) as pool:
-        return list(progress(pool.map(ask, range(len(items))), "sample (vllm)", len(items)))
+    from unireward.serving.client import JudgeUnavailable
+
+    try:
+        with ThreadPoolExecutor(max_workers=config.vllm_max_concurrency) as pool:
+            return list(progress(pool.map(ask, range(len(items))), "sample (vllm)", len(items)))
+    except (openai.APIConnectionError, openai.APITimeoutError, openai.InternalServerError) as err:
+        raise JudgeUnavailable(
+            f"the vLLM server sampling the judge ({server.base_url}) stopped answering after "
+            f"{client.max_retries} retries: {type(err).__name__}: {err}. No samples were "
+            "written; run the stage again"
+        ) from err
 
 
 def sample(
