@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def sigkill_at_checkpoint(
     from unireward.training import latest_checkpoint
 
     def step() -> int | None:
-        ckpt = latest_checkpoint(out)
+        with warnings.catch_warnings():  # polled while a save is under way
+            warnings.simplefilter("ignore")
+            ckpt = latest_checkpoint(out)
         return None if ckpt is None else int(ckpt.name.split("-")[1])
 
     proc = subprocess.Popen(

@@ -276,6 +276,102 @@ def test_malformed_requests_get_4xx_and_the_server_stays_up(
     assert ok == 200 and answer["choices"][0]["message"]["content"] is not None
 
 
+def _post_body(server: serve.JudgeServer, body: bytes, key: str | None) -> int:
+    """POST raw bytes; the HTTP status (a hang past 60 s raises)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(
+        server.base_url + "/chat/completions", data=body, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as err:
+        err.read()
+        return err.code
+
+
+def _fuzz_bodies():
+    """hypothesis: chat requests a client might send, well-formed or not (issue 21, item 5)."""
+    from hypothesis import strategies as st
+
+    png = st.sampled_from([RED, BLUE, _img((9, 9, 9), 8), _img((1, 2, 3), 113)]).map(image_data_url)
+    url = st.one_of(
+        png,
+        st.just("data:image/png;base64,"),  # zero bytes
+        st.just("data:image/png;base64,!!not-base64!!"),
+        st.binary(max_size=64).map(
+            lambda b: "data:image/png;base64," + base64.b64encode(b).decode()
+        ),
+        st.just("data:text/plain;base64," + base64.b64encode(b"hello").decode()),  # wrong MIME
+        st.sampled_from(["http://127.0.0.1:9/x.png", "file:///etc/passwd", "ftp://h/x.png"]),
+        st.text(max_size=30),
+    )
+    part = st.one_of(
+        st.builds(lambda t: {"type": "text", "text": t}, st.text(max_size=60)),
+        st.builds(lambda u: {"type": "image_url", "image_url": {"url": u}}, url),
+        st.just({"type": "image_url"}),  # missing field
+        st.just({"type": "video", "video": "x"}),  # unknown part
+        st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=2),
+    )
+    content = st.one_of(st.lists(part, max_size=MAX_IMAGES + 2), st.text(max_size=60))
+    body = st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["UnifiedReward", "UnifiedReward", "gpt-4", ""]),
+            "messages": st.one_of(
+                st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "role": st.sampled_from(["user", "user", "system", "robot"]),
+                            "content": content,
+                        }
+                    ),
+                    max_size=3,
+                ),
+                st.just("not a list"),
+            ),
+            "max_tokens": st.sampled_from([1, 4, 0, -1]),
+        }
+    )
+    raw = st.one_of(
+        body.map(lambda b: json.dumps(b).encode()),
+        st.binary(max_size=80),  # not JSON at all
+    )
+    key = st.sampled_from([KEY, KEY, KEY, None, "not-the-key"])
+    return st.tuples(raw, key)
+
+
+@needs_vllm
+def test_fuzzed_requests_get_2xx_or_4xx_never_5xx_or_a_hang(live: Live) -> None:
+    """hypothesis-generated bodies (bad base64, zero-size, oversized and non-image data, wrong
+    MIME, URLs of other hosts and files, too many images, unicode, missing or unknown fields,
+    not JSON, no key or a wrong one): every answer is 2xx or 4xx within 60 s, and the server
+    keeps answering."""
+    from hypothesis import HealthCheck, given, settings
+
+    statuses: list[int] = []
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_fuzz_bodies())
+    def ask(request) -> None:
+        body, key = request
+        status = _post_body(live.server, body, key)
+        statuses.append(status)
+        assert 200 <= status < 500, (status, body[:300], key)
+        assert live.server.alive()
+
+    ask()
+    assert len(statuses) >= 80 and any(s == 200 for s in statuses)
+    assert any(400 <= s < 500 for s in statuses)
+    ok, answer = _post(live.server, GOOD)
+    assert ok == 200 and answer["choices"][0]["message"]["content"] is not None
+
+
 @needs_vllm
 def test_reward_client_with_a_wrong_key_fails_without_retrying(live: Live) -> None:
     client = RewardClient(ClientConfig(live.server.base_url, "wrong", max_retries=3))

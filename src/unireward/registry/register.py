@@ -24,7 +24,7 @@ pipelines finishing at once):
   metrics and the model name. A run that finds a version with its key reuses it (no second
   version; a version a retried request created twice is deleted), finishes what an earlier
   attempt left undone, and moves `champion` at most once;
-- **one promotion at a time**: the gate reads the champion and moves the alias inside a lock,
+- **one promotion at a time**: the aliases move and the gate reads the champion inside a lock,
   a registered model `<name>.promotion-lock` whose creation the registry's unique name makes
   atomic (deleted on the way out; one older than `lock_stale_s` is broken). So the champion
   is always a version that passed the gate against the champion it replaced.
@@ -322,7 +322,9 @@ def _promotion_lock(client: MlflowClient, name: str, config: RegisterConfig) -> 
             )
             break
         except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            # Taken; or, on a server, taken and released while the create failed (the store
+            # reports the lock it could not find): try again either way.
+            if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                 raise
         try:
             held = client.get_registered_model(lock)
@@ -350,10 +352,14 @@ def _promotion_lock(client: MlflowClient, name: str, config: RegisterConfig) -> 
 def _promote(
     client: MlflowClient, name: str, version: str, metrics: dict[str, float], config: RegisterConfig
 ) -> tuple[bool, tuple[str, ...], RegisteredModel]:
-    """Gate `version` against the champion and move the alias on a pass, under the lock. A
+    """`challenger` to `version`, then gate it against the champion and move `champion` on a
+    pass, all under the lock. A
     version that already holds `champion` (an earlier attempt of this registration moved it)
     keeps it without a second move. Returns the registered model as the gate saw it."""
     with _promotion_lock(client, name, config):
+        # Every alias move is under the lock: MLflow's alias upsert itself is not safe against
+        # a concurrent one (PostgreSQL: a duplicate-key error on registered_model_aliases).
+        client.set_registered_model_alias(name, CHALLENGER, version)
         model = client.get_registered_model(name)
         if str(model.aliases.get(CHAMPION)) == version:
             return True, ("promoted by an earlier attempt of this registration",), model
@@ -416,7 +422,6 @@ def run(
     run_id = mv.run_id
     version = str(mv.version)
 
-    client.set_registered_model_alias(name, CHALLENGER, version)
     promote, reasons, model = _promote(client, name, version, metrics, config)
     verdict = "promoted" if promote else "not promoted"
     text = describe(
