@@ -25,13 +25,10 @@ pytestmark = [
 ]
 
 
-def test_build_pairs_serves_the_judge_and_counts_every_verdict(tmp_path: Path) -> None:
-    from unireward.policy.build_pairs import BuildPairsConfig, load_pairs, run
+def _serve_config(key_env: str):
     from unireward.serving.serve import ServeConfig
 
-    key_env = "UNIREWARD_TEST_PAIRS_KEY"
-    os.environ.pop(key_env, None)  # the stage makes its own key for its own server
-    serve_cfg = ServeConfig(
+    return ServeConfig(
         api_key_env=key_env,
         vllm_python=str(VLLM_PYTHON),
         max_num_seqs=16,
@@ -39,6 +36,14 @@ def test_build_pairs_serves_the_judge_and_counts_every_verdict(tmp_path: Path) -
         max_image_pixels=112 * 112,
         startup_timeout_s=240,
     )
+
+
+def test_build_pairs_serves_the_judge_and_counts_every_verdict(tmp_path: Path) -> None:
+    from unireward.policy.build_pairs import BuildPairsConfig, load_pairs, run
+
+    key_env = "UNIREWARD_TEST_PAIRS_KEY"
+    os.environ.pop(key_env, None)  # the stage makes its own key for its own server
+    serve_cfg = _serve_config(key_env)
     cfg = BuildPairsConfig(judge="served", prompts=12, samples=6, tracking_uri="null")
     result = run(
         cfg, ROOT / "models" / "policy-tiny", tmp_path, ROOT / "models" / "base-tiny", serve_cfg
@@ -70,18 +75,10 @@ def test_build_pairs_fails_clearly_when_the_vllm_judge_is_killed_mid_stage(tmp_p
     from unireward.policy.build_pairs import BuildPairsConfig, JudgeClientParams, run
     from unireward.serving import serve
     from unireward.serving.client import JudgeUnavailable
-    from unireward.serving.serve import ServeConfig
 
     key_env = "UNIREWARD_TEST_KILLED_KEY"
     os.environ[key_env] = "killed-judge-key"
-    serve_cfg = ServeConfig(
-        api_key_env=key_env,
-        vllm_python=str(VLLM_PYTHON),
-        max_num_seqs=16,
-        max_images_per_prompt=4,
-        max_image_pixels=112 * 112,
-        startup_timeout_s=240,
-    )
+    serve_cfg = _serve_config(key_env)
     killed = threading.Event()
     try:
         with serve.run(serve_cfg, tmp_path / "serve", ROOT / "models" / "base-tiny") as server:

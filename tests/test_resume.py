@@ -17,6 +17,18 @@ import yaml
 from loopback import sigkill_at_checkpoint
 
 
+def _params(tmp_path: Path, max_steps: int) -> Path:
+    """A params.yaml for a tiny `unified_sft`: a checkpoint every 2 steps, no tracking."""
+    params = tmp_path / "params.yaml"
+    train = {"max_steps": max_steps, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
+    params.write_text(
+        yaml.safe_dump(
+            {"unified_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
+        )
+    )
+    return params
+
+
 def _cmd(params: Path, model: Path, data: Path, out: Path) -> list[str]:
     return [
         sys.executable,
@@ -37,13 +49,7 @@ def _cmd(params: Path, model: Path, data: Path, out: Path) -> list[str]:
 def test_killed_unified_sft_resumes_from_its_last_checkpoint(
     tiny_model_dir: Path, shapes_dataset: Path, tmp_path: Path
 ) -> None:
-    params = tmp_path / "params.yaml"
-    train = {"max_steps": 40, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
-    params.write_text(
-        yaml.safe_dump(
-            {"unified_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
-        )
-    )
+    params = _params(tmp_path, max_steps=40)
     out = tmp_path / "judge"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed_at = sigkill_at_checkpoint(
@@ -92,13 +98,7 @@ def test_unified_sft_killed_at_ten_random_moments_ends_with_the_uninterrupted_we
     from unireward.training import CHECKPOINTS, checkpoint_complete, latest_checkpoint
 
     steps = 80
-    params = tmp_path / "params.yaml"
-    train = {"max_steps": steps, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
-    params.write_text(
-        yaml.safe_dump(
-            {"unified_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
-        )
-    )
+    params = _params(tmp_path, max_steps=steps)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     straight = tmp_path / "straight"
     started = time.monotonic()
@@ -189,13 +189,7 @@ def test_a_full_disk_during_a_checkpoint_save_is_a_clear_error_and_loses_nothing
 
     from unireward.training import CHECKPOINTS, checkpoint_complete, latest_checkpoint
 
-    params = tmp_path / "params.yaml"
-    train = {"max_steps": 20, "batch_size": 2, "save_steps": 2, "logging_steps": 1}
-    params.write_text(
-        yaml.safe_dump(
-            {"unified_sft": {"train": train, "tracking_uri": "null"}, "profiles": {"quick": {}}}
-        )
-    )
+    params = _params(tmp_path, max_steps=20)
     out = small_disk / "judge"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     full = subprocess.run(
