@@ -57,13 +57,7 @@ def test_killed_unified_sft_resumes_from_its_last_checkpoint(
     )
     assert killed_at < 40 and not (out / "model.safetensors").exists()
 
-    done = subprocess.run(
-        _cmd(params, tiny_model_dir, shapes_dataset, out),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _train(params, tiny_model_dir, shapes_dataset, out, env)
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((out / "unireward.json").read_text())
     assert info["global_step"] == 40
@@ -72,6 +66,13 @@ def test_killed_unified_sft_resumes_from_its_last_checkpoint(
     # The restored trainer state carries the log up to the checkpoint; the steps after it were
     # trained again. Every step appears exactly once.
     assert [h["step"] for h in log if "loss" in h] == list(range(1, 41))
+
+
+def _train(params: Path, model: Path, data: Path, out: Path, env) -> subprocess.CompletedProcess:
+    """Run the stage to its end (or its error), output captured."""
+    return subprocess.run(
+        _cmd(params, model, data, out), env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _step(checkpoint: Path | None) -> int:
@@ -148,13 +149,7 @@ def test_unified_sft_killed_at_ten_random_moments_ends_with_the_uninterrupted_we
     assert resumed_steps == sorted(resumed_steps) and resumed_steps[-1] < steps
     assert len(set(resumed_steps)) >= 8, resumed_steps  # most kills fell inside training
 
-    done = subprocess.run(
-        _cmd(params, tiny_model_dir, shapes_dataset, out),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _train(params, tiny_model_dir, shapes_dataset, out, env)
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((out / "unireward.json").read_text())
     assert info["global_step"] == steps
@@ -192,13 +187,7 @@ def test_a_full_disk_during_a_checkpoint_save_is_a_clear_error_and_loses_nothing
     params = _params(tmp_path, max_steps=20)
     out = small_disk / "judge"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    full = subprocess.run(
-        _cmd(params, tiny_model_dir, shapes_dataset, out),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    full = _train(params, tiny_model_dir, shapes_dataset, out, env)
     assert full.returncode == 1, full.stderr[-2000:]
     newest = latest_checkpoint(out)
     assert newest is not None and newest.name != "checkpoint-20"
@@ -214,13 +203,7 @@ def test_a_full_disk_during_a_checkpoint_save_is_a_clear_error_and_loses_nothing
     # With space again (here: the same directory on a larger disk), the same command resumes.
     moved = tmp_path / "judge"
     shutil.copytree(out, moved)
-    done = subprocess.run(
-        _cmd(params, tiny_model_dir, shapes_dataset, moved),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _train(params, tiny_model_dir, shapes_dataset, moved, env)
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads((moved / "unireward.json").read_text())
     assert info["global_step"] == 20 and info["resumed_from"].endswith(newest.name)

@@ -297,9 +297,11 @@ def _versions_with_key(client: MlflowClient, name: str, key: str) -> list[ModelV
 def _one_version(client: MlflowClient, name: str, key: str) -> ModelVersion | None:
     """The version this registration made, if any; extra ones (a create request retried after
     the server had done it) are deleted, the oldest kept. Only this key's versions are touched."""
+    from mlflow.exceptions import MlflowException
+
     versions = _versions_with_key(client, name, key)
     for extra in versions[1:]:
-        with contextlib.suppress(Exception):  # a concurrent retry of the same task deleted it
+        with contextlib.suppress(MlflowException):  # a concurrent retry deleted it first
             client.delete_model_version(name, extra.version)
     return versions[0] if versions else None
 
