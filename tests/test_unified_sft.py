@@ -19,7 +19,9 @@ from unireward.data.shapes import Scene, describe
 from unireward.judge.examples import scene_hint, swap_record, to_example
 from unireward.judge.unified_sft import (
     CaptionCurriculum,
+    TaskCurriculum,
     UnifiedSftConfig,
+    curriculum_picker,
     epoch_order,
     expand,
     record_stream,
@@ -274,6 +276,100 @@ def test_paired_stream_renders_rows_in_the_paired_order(shapes_dataset: Path) ->
         assert [np.asarray(i).tolist() for i in got["images"]] == [
             np.asarray(i).tolist() for i in expected["images"]
         ]
+
+
+def test_task_curriculum_adds_one_group_per_stage_and_keeps_the_earlier_ones() -> None:
+    c = TaskCurriculum(
+        order=("image_generation", "video_understanding/pairwise", "video_generation"),
+        stage_steps=10,
+        newest_share=0.6,
+    )
+    assert c.weights(0) == c.weights(9) == [1.0, 0.0, 0.0]
+    assert c.weights(10) == pytest.approx([0.4, 0.6, 0.0])
+    assert c.weights(25) == pytest.approx([0.2, 0.2, 0.6])
+    assert c.end == 20 and c.weights(30) == c.weights(1000) == pytest.approx([1 / 3] * 3)
+    assert all(sum(c.weights(s)) == pytest.approx(1.0) for s in range(40))
+    assert not TaskCurriculum().active
+
+
+def test_task_curriculum_stream_draws_each_stage_from_its_groups(shapes_dataset: Path) -> None:
+    records = select_records(read_records(shapes_dataset), UnifiedSftConfig())
+    rows = expand(records, swap_augment=True)
+    c = TaskCurriculum(order=("image_understanding", "video_generation/pairwise"), stage_steps=50)
+    pick = curriculum_picker(rows, c, seed=3, batch_size=4)
+    first = [rows[pick(i)] for i in range(200)]  # steps 0-49: the first group only
+    assert {r.task for r in first} == {"image_understanding"}
+    assert {r.mode for r in first} == {"pairwise", "pointwise"}, "a task is both its modes"
+    later = [rows[pick(i)] for i in range(200, 2200)]
+    groups = [(r.task, r.mode) for r in later]
+    newest = sum(g == ("video_generation", "pairwise") for g in groups) / len(groups)
+    assert 0.45 < newest < 0.55, newest
+    assert set(groups) <= {("image_understanding", m) for m in ("pairwise", "pointwise")} | {
+        ("video_generation", "pairwise")
+    }
+    # A group's rows come round evenly: one epoch of it shows each of its rows once.
+    n = sum(r.task == "image_understanding" for r in rows)
+    seen = [pick(i) for i in range(n)]
+    assert len(set(seen)) == n, "the first stage's first epoch repeats no row"
+    assert [pick(i) for i in range(50)] == [
+        curriculum_picker(rows, c, seed=3, batch_size=4)(i) for i in range(50)
+    ], "a pure function of the index (a resumed run sees the same stream)"
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ({"task_curriculum": {"order": ["image_gen"], "stage_steps": 5}}, "image_gen"),
+        ({"task_curriculum": {"order": ["image_generation/both"], "stage_steps": 5}}, "both"),
+        ({"task_curriculum": {"order": ["image_generation"], "stage_steps": 0}}, ">= 1"),
+        (
+            {
+                "task_curriculum": {
+                    "order": ["image_generation"],
+                    "stage_steps": 5,
+                    "newest_share": 0,
+                }
+            },
+            r"newest_share must be in \(0, 1\]",
+        ),
+        (
+            {
+                "task_curriculum": {
+                    "order": ["image_generation", "image_generation"],
+                    "stage_steps": 5,
+                }
+            },
+            "names a group twice",
+        ),
+        (
+            {
+                "train": {"max_steps": 10},
+                "task_curriculum": {
+                    "order": ["image_generation", "video_generation"],
+                    "stage_steps": 10,
+                },
+            },
+            "adds its last group at step 10, not before train.max_steps=10",
+        ),
+        (
+            {
+                "tasks": ["image_generation"],
+                "task_curriculum": {"order": ["video_generation"], "stage_steps": 5},
+            },
+            "'video_generation' is not among unified_sft.tasks",
+        ),
+        (
+            {
+                "paired_swaps": True,
+                "task_curriculum": {"order": ["image_generation"], "stage_steps": 5},
+            },
+            "task_curriculum and paired_swaps",
+        ),
+    ],
+)
+def test_bad_task_curriculum_settings_are_errors_naming_them(section: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        from_dict(UnifiedSftConfig, section, where="unified_sft")
 
 
 def test_paired_swaps_without_swap_augment_is_an_error() -> None:

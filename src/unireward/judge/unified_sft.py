@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,78 @@ class CaptionCurriculum:
 
 
 @dataclass(frozen=True)
+class TaskCurriculum:
+    """Which groups of rows the judge trains on, step by step. A group is a task (both its
+    modes) or one `task/mode`. Stage k (steps [k * stage_steps, (k + 1) * stage_steps)) adds
+    `order[k]` to the stream; the newest group takes `newest_share` of the examples and the
+    groups already in split the rest evenly, so an earlier task stays in the stream (blocks
+    that replace each other forget: docs/research/instruct-base.md). After the last stage
+    every group in `order` has an even share. Groups not named are never trained on; an empty
+    `order` turns it off (every selected row, one shuffled stream)."""
+
+    order: tuple[str, ...] = ()
+    stage_steps: int = 0
+    newest_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.order:
+            return
+        if isinstance(self.stage_steps, bool) or not isinstance(self.stage_steps, int):
+            raise ValueError(
+                f"task_curriculum.stage_steps must be an integer, got {self.stage_steps!r}"
+            )
+        if self.stage_steps < 1:
+            raise ValueError(f"task_curriculum.stage_steps must be >= 1, got {self.stage_steps}")
+        if not 0.0 < self.newest_share <= 1.0:
+            raise ValueError(
+                f"task_curriculum.newest_share must be in (0, 1], got {self.newest_share!r}"
+            )
+        for group in self.order:
+            task, _, mode = group.partition("/")
+            parse_task(task)  # raises with the valid names
+            if mode:
+                parse_mode(mode)
+        if len(set(self.order)) != len(self.order):
+            raise ValueError(f"task_curriculum.order names a group twice: {list(self.order)}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.order)
+
+    @property
+    def end(self) -> int:
+        """The first step at which every group is in the stream."""
+        return (len(self.order) - 1) * self.stage_steps
+
+    def weights(self, step: int) -> list[float]:
+        """The share of each group of `order` at optimizer step `step` (0-based)."""
+        n = len(self.order)
+        stage = step // self.stage_steps
+        if stage >= n:
+            return [1.0 / n] * n
+        if stage == 0:
+            return [1.0] + [0.0] * (n - 1)
+        rest = (1.0 - self.newest_share) / stage
+        return [rest] * stage + [self.newest_share] + [0.0] * (n - stage - 1)
+
+    def groups(self, rows: list[Record]) -> list[list[int]]:
+        """Indices of `rows` in each group of `order`; a group without rows is an error."""
+        out = []
+        for group in self.order:
+            task, _, mode = group.partition("/")
+            members = [
+                i for i, r in enumerate(rows) if r.task == task and (not mode or r.mode == mode)
+            ]
+            if not members:
+                raise ValueError(
+                    f"task_curriculum group {group!r} has no training rows (unified_sft.tasks / "
+                    "modes leave it out, or the dataset has none)"
+                )
+            out.append(members)
+        return out
+
+
+@dataclass(frozen=True)
 class UnifiedSftConfig:
     train: TrainParams = field(default_factory=_default_train)
     tasks: tuple[str, ...] = tuple(t.value for t in TASKS)
@@ -100,6 +173,7 @@ class UnifiedSftConfig:
     # (but for a pair split by a batch boundary) each batch shows both orders of its pairs.
     paired_swaps: bool = False
     caption_curriculum: CaptionCurriculum = field(default_factory=CaptionCurriculum)
+    task_curriculum: TaskCurriculum = field(default_factory=TaskCurriculum)
     # A prompt template file; "" = the base model's own prompts.yaml, else the project's default.
     prompt_templates: str = ""
     tracking_uri: str | None = None  # None = $MLFLOW_TRACKING_URI or local sqlite; "null" = none
@@ -120,6 +194,21 @@ class UnifiedSftConfig:
             parse_mode(name)
         if not self.tasks or not self.modes:
             raise ValueError("unified_sft needs at least one task and one mode")
+        if self.task_curriculum.active:
+            if self.paired_swaps:
+                raise ValueError("unified_sft.task_curriculum and paired_swaps cannot be combined")
+            if self.task_curriculum.end >= self.train.max_steps:
+                raise ValueError(
+                    f"task_curriculum adds its last group at step {self.task_curriculum.end}, "
+                    f"not before train.max_steps={self.train.max_steps}"
+                )
+            for group in self.task_curriculum.order:
+                task, _, mode = group.partition("/")
+                if task not in self.tasks or (mode and mode not in self.modes):
+                    raise ValueError(
+                        f"task_curriculum group {group!r} is not among unified_sft.tasks "
+                        f"{list(self.tasks)} x modes {list(self.modes)}"
+                    )
 
 
 @dataclass
@@ -172,6 +261,28 @@ def epoch_order(units: list[list[int]], seed: int, epoch: int) -> np.ndarray:
     return np.fromiter((i for u in perm for i in units[u]), dtype=np.int64, count=n)
 
 
+def curriculum_picker(
+    rows: list[Record], tasks: TaskCurriculum, seed: int, batch_size: int
+) -> Callable[[int], int]:
+    """The row of `rows` that example i of a task-curriculum stream shows: its group is drawn
+    by `tasks.weights(i // batch_size)`, then it takes position i of that group's own shuffled
+    epochs, so each group's rows come round evenly. A pure function of i (resumable)."""
+    groups = [np.asarray(g, dtype=np.int64) for g in tasks.groups(rows)]
+
+    @functools.lru_cache(maxsize=2 * len(groups))
+    def group_order(k: int, epoch: int) -> np.ndarray:
+        perm = np.random.default_rng([seed + 10 + k, epoch]).permutation(len(groups[k]))
+        return groups[k][perm]
+
+    def pick(i: int) -> int:
+        weights = tasks.weights(i // batch_size)
+        k = int(np.random.default_rng([seed + 2, i]).choice(len(groups), p=weights))
+        epoch, pos = divmod(i, len(groups[k]))
+        return int(group_order(k, epoch)[pos])
+
+    return pick
+
+
 def record_stream(
     rows: list[Record],
     root: Path,
@@ -181,21 +292,31 @@ def record_stream(
     batch_size: int = 1,
     paired: bool = False,
     templates: PromptTemplates | None = None,
+    tasks: TaskCurriculum | None = None,
 ):
     """Endless shuffled epochs over `rows` as SFT examples; row i is a pure function of i.
 
     With `paired`, an epoch shuffles the `twin_units` of `rows`, so a record and its swapped
     twin are adjacent. With a `curriculum`, example i carries its row's scene hint with
     probability `curriculum.share(i // batch_size)` (rows without one are shown plain).
+    With a task curriculum `tasks`, `curriculum_picker` chooses each example's row.
     `templates` words the prompts (None = the project's default)."""
     n = len(rows)
     hints = [scene_hint(r) for r in rows] if curriculum and curriculum.active else None
-    units = twin_units(rows) if paired else [[i] for i in range(n)]
-    order = functools.lru_cache(maxsize=2)(lambda epoch: epoch_order(units, seed, epoch))
+    if tasks is not None and tasks.active:
+        if paired:
+            raise ValueError("a task curriculum cannot keep swapped twins paired")
+        pick = curriculum_picker(rows, tasks, seed, batch_size)
+    else:
+        units = twin_units(rows) if paired else [[i] for i in range(n)]
+        order = functools.lru_cache(maxsize=2)(lambda epoch: epoch_order(units, seed, epoch))
+
+        def pick(i: int) -> int:
+            epoch, pos = divmod(i, n)
+            return int(order(epoch)[pos])
 
     def make(i: int) -> dict[str, Any]:
-        epoch, pos = divmod(i, n)
-        row = int(order(epoch)[pos])
+        row = pick(i)
         hint = None
         if hints is not None and hints[row] is not None:
             share = curriculum.share(i // batch_size)
@@ -237,6 +358,7 @@ def run(
         batch_size=config.train.batch_size,
         paired=config.paired_swaps,
         templates=templates,
+        tasks=config.task_curriculum,
     )
     outcome = train_sft(model, processor, stream, config.train, output_dir)
     if not outcome.is_main_process:  # several processes: the main one writes the outputs
