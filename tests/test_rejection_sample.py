@@ -223,3 +223,64 @@ def test_the_reasoning_check_keeps_only_samples_whose_observation_is_right() -> 
     assert not split.correct and [r.id for r in split.hard] == [record.id]
     with pytest.raises(ValueError, match="check must be one of"):
         _config(check="vibes")
+
+
+@pytest.mark.slow
+@pytest.mark.integration  # starts a real vLLM server and SIGKILLs it (~60 s)
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="run `make serve-venv` (make test does)")
+def test_vllm_backend_fails_clearly_and_leaves_no_samples_when_the_server_is_killed(
+    shapes_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage's own vLLM server is SIGKILLed (its process group) once the first sampling
+    request reaches it: the openai client retries, then `JudgeUnavailable`; the stage fails
+    and starts over on a rerun (it does not resume), and an earlier run's samples are gone, so
+    rs_sft / grpo cannot take them for this run's (issue 21, item 2)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from unireward.serving import serve
+    from unireward.serving.client import JudgeUnavailable
+    from unireward.think.rejection_sample import OUTPUTS
+
+    out = tmp_path / "rs"
+    base = ROOT / "models" / "base-tiny"
+    earlier = _config(k=2, max_new_tokens=4, max_items_per_task=1, tasks=["image_generation"])
+    run(earlier, base, shapes_dataset, out)
+    assert all((out / name).exists() for name in OUTPUTS)
+
+    launched: list[serve.JudgeServer] = []
+    real_launch = serve.launch
+    monkeypatch.setattr(
+        serve, "launch", lambda *a, **k: launched.append(real_launch(*a, **k)) or launched[-1]
+    )
+    killed = threading.Event()
+
+    def kill_when_asked() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            log = out / "vllm.log"
+            # uvicorn's access line of a finished request (the route table names the path too)
+            text = log.read_text(errors="replace") if launched and log.exists() else ""
+            if '"POST /v1/chat/completions' in text:
+                os.killpg(launched[0].process.pid, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=kill_when_asked, daemon=True).start()
+    config = _config(
+        backend="vllm",
+        vllm_python=str(VLLM_PYTHON),
+        k=4,
+        max_new_tokens=64,
+        min_new_tokens=64,  # every request takes its full length ...
+        vllm_max_concurrency=1,  # ... one at a time: the kill lands between the first and last
+    )
+    with pytest.raises(JudgeUnavailable, match="stopped answering after 2 retries"):
+        run(config, base, shapes_dataset, out)
+    assert killed.is_set()
+    assert not any((out / name).exists() for name in OUTPUTS), sorted(p.name for p in out.iterdir())
+    with pytest.raises(ProcessLookupError):
+        os.kill(launched[0].process.pid, 0)

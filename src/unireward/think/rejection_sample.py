@@ -41,7 +41,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -452,20 +454,41 @@ def summarise(split: Split, items: list[Record], config: RejectionSampleConfig) 
 # --------------------------------------------------------------------------- the stage
 
 
+# What the stage writes. `run` removes them when it starts, so an earlier run's samples never
+# outlive a run that fails, and writes them in a staging directory that is moved into place
+# once sampling has finished (summary.json last: its presence says the set is whole).
+OUTPUTS = ("samples.jsonl", CORRECT, HARD, "summary.json")
+STAGING = ".outputs.partial"
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove an earlier run's outputs (and a half-written staging directory) from `out`."""
+    for name in (*OUTPUTS, STAGING):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def write_outputs(
     split: Split, summary: dict, out: Path, templates: PromptTemplates | None = None
 ) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "samples.jsonl").open("w") as fh:
+    stage = out / STAGING
+    stage.mkdir(parents=True, exist_ok=True)
+    with (stage / "samples.jsonl").open("w") as fh:
         for row in split.rows:
             fh.write(json.dumps(row) + "\n")
     # Empty sets are written too (an empty parquet): the next stage decides what empty means.
-    write_records(split.correct, out / CORRECT)
-    write_records(split.hard, out / HARD)
-    with (out / HARD / "grpo.jsonl").open("w") as fh:
+    write_records(split.correct, stage / CORRECT)
+    write_records(split.hard, stage / HARD)
+    with (stage / HARD / "grpo.jsonl").open("w") as fh:
         for record in split.hard:
             fh.write(json.dumps(grpo_record(record, templates)) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    (stage / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    for name in OUTPUTS:
+        os.replace(stage / name, out / name)
+    stage.rmdir()
 
 
 def run(
@@ -478,6 +501,8 @@ def run(
     output_dir, dataset_dir = Path(output_dir), Path(dataset_dir)
     if config.backend in ("vllm", "vllm_offline"):
         require_vllm(config)  # before reading anything: the fix is a make target
+    output_dir.mkdir(parents=True, exist_ok=True)
+    clear_outputs(output_dir)
     templates = resolve_templates(config.prompt_templates, Path(judge_dir))
     items = select_items(read_records(dataset_dir), config)
     start = time.perf_counter()
