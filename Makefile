@@ -12,6 +12,7 @@
 #   make bench-serve                # judgements/s: vLLM + client vs one-at-a-time generate
 #   make bench-rs                   # rejection sampling judgements/s: vllm (server, offline) vs batched vs one
 #   make bench-eval                 # evaluate judgements/s: vLLM offline vs batched generate
+#   make bench-soak                 # 5 min of mixed traffic: p50/p95/p99, errors, server memory
 #   make gpu-check                  # SFT / ZeRO-2 / GRPO speed and MFU on one GPU (~1B judge)
 #   make venv-deepspeed             # + the deepspeed extra in .venv (the slow ZeRO-3 tests)
 #   make help
@@ -41,12 +42,12 @@ OVERLAYS := local aws
 
 .PHONY: help venv test test-all test-ui lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
 	mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
-	bench-eval gpu-check venv-deepspeed
+	bench-eval bench-soak gpu-check venv-deepspeed
 
 help:
 	@echo "make venv | test | test-all | test-ui | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
 	@echo "     pretrain-base | pretrain-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
-	@echo "     bench-rs | bench-eval | gpu-check | venv-deepspeed"
+	@echo "     bench-rs | bench-eval | bench-soak | gpu-check | venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
 
@@ -166,6 +167,10 @@ $(SERVE_STAMP): requirements-serve.lock scripts/serve_env/torchvision_cpu_shim.p
 # Serving benchmark + load test (bench/serve_bench.py): one command, one run, this machine.
 bench-serve: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/serve_bench.py --pairs 64 --repeats 3 --load 200
+
+# Soak (bench/soak_bench.py): 5 minutes of mixed traffic against one served judge on loopback.
+bench-soak: venv serve-venv
+	OMP_NUM_THREADS=1 $(BIN)/python bench/soak_bench.py --minutes 5 --concurrency 8 --json build/bench-soak.json
 
 # Rejection-sampling throughput (bench/rs_bench.py): vllm server, vllm offline, batched, one at a time.
 bench-rs: venv serve-venv

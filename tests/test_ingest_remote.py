@@ -365,3 +365,66 @@ def test_dvc_repro_rebuilds_the_dataset_and_push_pull_moves_it(s3, tmp_path):
     for out in ("runs/ingest", "runs/validate"):
         assert _tree(clone / out) == _tree(repo / out)
     assert "up to date" in _dvc("status", cwd=clone)  # pulled outputs match dvc.lock
+
+
+def _clone_through(dvc_repo: Path, tmp_path: Path, proxy_url: str) -> Path:
+    """A clean git clone of `dvc_repo` whose DVC remote is reached through `proxy_url`."""
+    clone = tmp_path / "clone"
+    _git("clone", "-q", str(dvc_repo), str(clone), cwd=tmp_path)
+    _dvc("remote", "modify", "--local", "store", "endpointurl", proxy_url, cwd=clone)
+    _dvc("remote", "modify", "--local", "store", "read_timeout", "2", cwd=clone)
+    return clone
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [["503", "503", "503"], ["slow", "reset"], ["truncate", "503", "reset"]],
+    ids=["503 burst", "slow and reset", "mixed"],
+)
+def test_dvc_pull_through_faults_is_byte_identical(dvc_repo, s3, tmp_path, faults):
+    """`dvc pull` from the S3 remote through the fault proxy (object downloads only): the
+    client's retries carry it through, and the pulled data equals the pushed data."""
+    from loopback import FaultProxy
+
+    endpoint, _ = s3
+    with FaultProxy(endpoint, list(faults), match="GET /dvc-store/cache/files/", slow_s=3) as proxy:
+        clone = _clone_through(dvc_repo, tmp_path, proxy.url)
+        _dvc("pull", "-q", cwd=clone)
+    assert proxy.injected() == len(faults)
+    assert _tree(clone / "data" / "prefs") == _tree(dvc_repo / "data" / "prefs")
+    assert "up to date" in _dvc("status", cwd=clone)
+
+
+def test_dvc_pull_that_cannot_finish_fails_and_leaves_no_complete_looking_data(
+    dvc_repo, s3, tmp_path, caplog, monkeypatch
+):
+    """Every object download fails (503 on every try): `dvc pull` exits non-zero naming what
+    it could not fetch, the workspace holds no half-pulled copy that DVC calls up to date, and
+    the same pull without the faults then completes."""
+    from dvc.cli import main
+
+    from loopback import FaultProxy
+
+    endpoint, _ = s3
+    # Fewer botocore tries than its default, so the test gives up in seconds, not minutes
+    # (s3fs still retries each call 5 times on top).
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with FaultProxy(endpoint, ["503"] * 500, match="GET /dvc-store/cache/files/") as proxy:
+        clone = _clone_through(dvc_repo, tmp_path, proxy.url)
+        with pytest.raises(AssertionError, match=r"failed \(\d+\)") as failed:
+            _dvc("pull", cwd=clone)
+    assert proxy.injected() >= 2 and "failed (255)" in str(failed.value)
+    # DVC logs why: the S3 error and botocore's retries (measured: "An error occurred
+    # (SlowDown) when calling the GetObject operation (reached max retries: 1)").
+    assert "SlowDown" in caplog.text and "max retries" in caplog.text, caplog.text[-2000:]
+    data = clone / "data" / "prefs"
+    assert not data.exists() or _tree(data) != _tree(dvc_repo / "data" / "prefs")
+    here = Path.cwd()
+    os.chdir(clone)
+    try:
+        assert main(["status", "-q"]) != 0, "DVC reports the data as missing or changed"
+    finally:
+        os.chdir(here)
+    _dvc("remote", "modify", "--local", "store", "endpointurl", endpoint, cwd=clone)
+    _dvc("pull", "-q", cwd=clone)
+    assert _tree(data) == _tree(dvc_repo / "data" / "prefs")
