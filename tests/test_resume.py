@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -157,6 +158,53 @@ def test_unified_sft_killed_at_ten_random_moments_ends_with_the_uninterrupted_we
     a, b = _weights(straight), _weights(out)
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.allclose(a[k], b[k], rtol=0, atol=1e-6)] == []
+
+
+def test_a_checkpoint_counts_as_complete_only_with_its_state_and_its_weights(
+    tmp_path: Path,
+) -> None:
+    """What a kill leaves, mid-save (no or a cut-short state file) or mid-rotation (files of an
+    older checkpoint removed in any order: found by the test above under load, the state file
+    left and the weights gone), is never taken for a checkpoint to resume from."""
+    from unireward.training import CHECKPOINTS, checkpoint_complete, latest_checkpoint
+
+    def make(step: int, state: str | None, files: dict[str, str]) -> Path:
+        ckpt = tmp_path / CHECKPOINTS / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        if state is not None:
+            (ckpt / "trainer_state.json").write_text(state)
+        for name, text in files.items():
+            (ckpt / name).write_text(text)
+        return ckpt
+
+    good = json.dumps({"global_step": 2})
+    index = json.dumps(
+        {
+            "weight_map": {
+                "a": "model-00001-of-00002.safetensors",
+                "b": "model-00002-of-00002.safetensors",
+            }
+        }
+    )
+    cases = {
+        2: (good, {"model.safetensors": "w"}, True),
+        4: (json.dumps({"global_step": 4}), {}, False),  # rotation removed the weights
+        6: (json.dumps({"global_step": 6})[:9], {"model.safetensors": "w"}, False),  # cut short
+        8: (None, {"model.safetensors": "w"}, False),  # the state is written last
+        10: (json.dumps({"global_step": 9}), {"model.safetensors": "w"}, False),  # another step
+        12: (
+            json.dumps({"global_step": 12}),
+            {"model.safetensors.index.json": index, "model-00001-of-00002.safetensors": "w"},
+            False,
+        ),
+        14: (json.dumps({"global_step": 14}), {"adapter_model.safetensors": "w"}, True),
+    }
+    for step, (state, files, complete) in cases.items():
+        assert checkpoint_complete(make(step, state, files)) is complete, step
+    assert latest_checkpoint(tmp_path).name == "checkpoint-14"
+    shutil.rmtree(tmp_path / CHECKPOINTS / "checkpoint-14")
+    with pytest.warns(UserWarning, match="cut short"):
+        assert latest_checkpoint(tmp_path).name == "checkpoint-2"
 
 
 @pytest.fixture

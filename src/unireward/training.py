@@ -201,15 +201,29 @@ def checkpoint_complete(checkpoint: Path) -> bool:
     The Trainer writes the weights, the optimizer, scheduler and RNG states, each file closed
     before the next one starts, and `trainer_state.json` last: a process killed at any moment
     (SIGKILL, a full disk, OOM) leaves either no state file or one cut short. So the checkpoint
-    is complete iff its state file parses and names step N. A kill during rotation only removes
-    older checkpoints, never this one's files.
+    is complete iff its state file parses and names step N, and its weights are there. A kill
+    during rotation removes files of an older checkpoint in no set order (measured: the state
+    file left, the weights gone), so the weights are asked for too: safetensors (whole, sharded
+    with its index, or a LoRA adapter) or DeepSpeed's `global_step*` shards.
     """
     state = checkpoint / "trainer_state.json"
     try:
         step = json.loads(state.read_text())["global_step"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return str(step) == checkpoint.name.split("-")[-1]
+    if str(step) != checkpoint.name.split("-")[-1]:
+        return False
+    index = checkpoint / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        return all((checkpoint / shard).is_file() for shard in shards)
+    whole = ("model.safetensors", "adapter_model.safetensors")
+    return any((checkpoint / name).is_file() for name in whole) or any(
+        checkpoint.glob("global_step*")
+    )
 
 
 class DiskFull(OSError):
@@ -274,7 +288,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
         if checkpoint_complete(ckpt):
             return ckpt
         warnings.warn(
-            f"skipping {ckpt}: cut short while it was saved (no complete trainer state)",
+            f"skipping {ckpt}: cut short while it was saved or removed (no complete trainer "
+            "state, or its weights missing)",
             stacklevel=2,
         )
     return None
