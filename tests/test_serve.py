@@ -376,8 +376,9 @@ def test_fuzzed_requests_get_2xx_or_4xx_never_5xx_or_a_hang(live: Live) -> None:
 def test_schemathesis_on_the_served_openapi_schema_finds_no_5xx(live: Live) -> None:
     """schemathesis generates requests for every operation in the server's own OpenAPI schema
     (valid and invalid bodies, query strings, paths), with the key and, a fifth of the time,
-    without it: every answer is below 500 within 60 s (or 501 where vLLM says the model does
-    not support that API) and the server keeps answering."""
+    without it: every answer is below 500 within 60 s and the server keeps answering. (Before
+    `serve.routes`, vLLM's structured-decision route answered 501 here: "The model does not
+    support the structured decision API". The routes the judge does not serve are now 404s.)"""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -404,10 +405,7 @@ def test_schemathesis_on_the_served_openapi_schema_finds_no_5xx(live: Live) -> N
         def ask(case, keyed: bool) -> None:
             response = case.call(base_url=root, headers=auth if keyed else {}, timeout=60)
             answered.setdefault(label, []).append(response.status_code)
-            # 501 is vLLM's defined answer for an API the served model does not have (measured:
-            # POST /v1/systemone, "The model does not support the structured decision API").
-            unsupported = response.status_code == 501 and "does not support" in response.text
-            if response.status_code >= 500 and not unsupported:
+            if response.status_code >= 500:
                 errors.append((label, response.status_code, response.text[:200]))
 
         ask()
@@ -415,12 +413,56 @@ def test_schemathesis_on_the_served_openapi_schema_finds_no_5xx(live: Live) -> N
     for op in operations:
         fuzz(op)
     assert not errors, sorted(set(errors))
+    assert set(answered["POST /v1/systemone"]) == {404}, "not served: refused before vLLM"
+    assert 200 in answered["POST /v1/chat/completions"]
     assert live.server.alive()
     assert len(answered) == len(operations), sorted(set(map(str, operations)) - set(answered))
     assert any(s == 200 for codes in answered.values() for s in codes)
     assert any(s == 401 for codes in answered.values() for s in codes), "the key is enforced"
     ok, answer = _post(live.server, GOOD)
     assert ok == 200 and answer["choices"][0]["message"]["content"] is not None
+
+
+@needs_vllm
+def test_only_the_judges_routes_are_served(live: Live) -> None:
+    """`serve.routes` (unireward.serving.routes.AllowedRoutes inside vLLM): a route vLLM has but
+    the judge does not serve is a JSON 404 in OpenAI's error shape, with or without the key;
+    the served ones answer as before."""
+    import urllib.error
+    import urllib.request
+
+    def get(path: str, method: str = "GET", key: str | None = KEY) -> tuple[int, str]:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = b"{}" if method == "POST" else None
+        request = urllib.request.Request(
+            live.server.root_url + path, data=data, headers=headers, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    for path, method in [
+        ("/v1/systemone", "POST"),
+        ("/v1/embeddings", "POST"),
+        ("/v1/responses", "POST"),
+        ("/tokenize", "POST"),
+        ("/v1/chat/completions/render", "POST"),
+        ("/docs", "GET"),
+    ]:
+        for key in (KEY, None):
+            status, body = get(path, method, key)
+            assert status == 404, (path, key, status, body[:200])
+            assert json.loads(body)["error"]["message"] == f"{path} is not served by this judge"
+    assert get("/health")[0] == 200
+    status, body = get("/v1/models")
+    assert status == 200 and json.loads(body)["data"][0]["id"] == "UnifiedReward"
+    assert get("/v1/models", key=None)[0] == 401, "the key is still asked on served routes"
+    ok, _ = _post(live.server, GOOD)
+    assert ok == 200
 
 
 @needs_vllm
@@ -517,6 +559,10 @@ def test_resolves_the_champion_from_the_registry(tmp_path: Path) -> None:
         ({"max_images_per_prompt": 0}, "max_images_per_prompt"),
         ({"extra_args": ("--api-key=x",)}, "--api-key"),
         ({"extra_args": ("--trust-remote-code",)}, "--trust-remote-code"),
+        ({"extra_args": ("--middleware", "x.Y")}, "--middleware"),
+        ({"routes": ("v1/models", "/health")}, "must list paths starting with /"),
+        ({"routes": ()}, "must list paths"),
+        ({"routes": ("/v1/chat/completions", "/v1/models")}, r"must include \['/health'\]"),
     ],
 )
 def test_config_refuses(override: dict, match: str) -> None:
@@ -538,6 +584,41 @@ def test_command_line_has_the_limits_and_no_secret() -> None:
     assert env["VLLM_API_KEY"] == KEY and env["VLLM_MAX_IMAGE_PIXELS"] == str(MAX_PIXELS)
     assert env["VLLM_NO_USAGE_STATS"] == "1" and env["DO_NOT_TRACK"] == "1"
     assert KEY_ENV not in env
+    at = command.index("--middleware")
+    assert command[at + 1] == "unireward.serving.routes.AllowedRoutes"
+    assert env["UNIREWARD_SERVE_ROUTES"].split(",") == list(config.routes)
+    root = env["PYTHONPATH"].split(os.pathsep)[0]
+    assert (Path(root) / "unireward" / "serving" / "routes.py").is_file()
+
+
+def test_the_route_filter_passes_allowed_paths_and_404s_the_rest() -> None:
+    """AllowedRoutes as ASGI, without a server: what reaches the app and what is answered."""
+    import asyncio
+
+    from unireward.serving import routes
+
+    reached: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        reached.append(scope.get("path", ""))
+
+    def call(middleware, scope: dict) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        asyncio.run(middleware(scope, None, send))
+        return sent
+
+    allowed = routes.AllowedRoutes(app)
+    assert allowed.allowed == frozenset(routes.DEFAULT_ROUTES)  # no variable: the defaults
+    assert call(allowed, {"type": "http", "path": "/v1/chat/completions"}) == []
+    sent = call(allowed, {"type": "http", "path": "/v1/systemone"})
+    assert sent[0]["status"] == 404 and json.loads(sent[1]["body"])["error"]["code"] == 404
+    assert call(allowed, {"type": "lifespan"}) == [] and reached == ["/v1/chat/completions", ""]
+    assert routes.allowed_from_env("*") is None
+    assert routes.allowed_from_env(" /health , /v1/models,") == {"/health", "/v1/models"}
 
 
 def test_gpu_serving_settings_reach_the_command_line() -> None:

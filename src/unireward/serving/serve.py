@@ -48,6 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unireward.serving.routes import DEFAULT_ROUTES
+from unireward.serving.routes import ENV as ROUTES_ENV
+
 DEFAULT_API_KEY_ENV = "UNIREWARD_JUDGE_API_KEY"
 LOG_FILE = "vllm.log"
 RECORD_FILE = "serve.json"
@@ -82,6 +85,9 @@ class ServeConfig:
     # Image URLs the server may fetch (http/https), by host name. Empty = none: the server makes
     # no request to a host a client names (clients send images inline as data URLs).
     allowed_media_domains: tuple[str, ...] = ()
+    # The HTTP paths the server answers (unireward.serving.routes); any other is a 404. ("*",) =
+    # every route vLLM registers.
+    routes: tuple[str, ...] = DEFAULT_ROUTES
     kv_cache_gib: float = 1.0  # VLLM_CPU_KVCACHE_SPACE: KV cache of the CPU backend
     startup_timeout_s: float = 300.0
     shutdown_timeout_s: float = 20.0
@@ -110,7 +116,17 @@ class ServeConfig:
             )
         if self.device == "cpu" and self.tensor_parallel_size > 1:
             raise ValueError("serve.tensor_parallel_size > 1 needs device: cuda")
+        bad = [r for r in self.routes if r != "*" and (not r.startswith("/") or "," in r)]
+        if not self.routes or bad:
+            raise ValueError(
+                f"serve.routes must list paths starting with / (or '*' for every route), got "
+                f"{list(self.routes)}"
+            )
+        missing = [r for r in ("/health", "/v1/models") if r not in self.routes]
+        if missing and "*" not in self.routes:
+            raise ValueError(f"serve.routes must include {missing}: readiness is asked there")
         managed = (
+            "--middleware",
             "--api-key",
             "--allowed-media-domains",
             "--trust-remote-code",
@@ -211,6 +227,9 @@ def vllm_command(config: ServeConfig, model_dir: Path, port: int) -> list[str]:
         # exist (RFC 2606 .invalid) when none is allowed.
         "--allowed-media-domains",
         *(config.allowed_media_domains or (NO_MEDIA_DOMAIN,)),
+        # Only the judge's routes (serve.routes), from this package (server_env's PYTHONPATH).
+        "--middleware",
+        "unireward.serving.routes.AllowedRoutes",
     ]
     if config.device == "cuda":
         command += [
@@ -237,6 +256,10 @@ def server_env(config: ServeConfig, api_key: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != config.api_key_env}
     env.update(vllm_env(config.kv_cache_gib))
     env.update(VLLM_API_KEY=api_key, VLLM_MAX_IMAGE_PIXELS=str(config.max_image_pixels))
+    # The route middleware is stdlib-only: its package root on the path is all vLLM's venv needs.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env[ROUTES_ENV] = ",".join(config.routes)
     return env
 
 
