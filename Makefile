@@ -189,9 +189,18 @@ bench-eval: venv serve-venv
 gpu-check: venv
 	$(BIN)/python bench/gpu_check.py --json build/gpu-check.json
 
-# Regenerates the shipped base checkpoint (stage 0); see the README for its CPU time.
+# Regenerates the shipped base checkpoint (stage 0, models/base-tiny/README.md): phase 1 from
+# params.yaml, then configs/base/phase{3,4,5}.yaml, each from the last; ~9 h on one thread.
+# A phase killed part-way continues from its last checkpoint when the target is run again.
+BASE_PHASES := phase3 phase4 phase5
 pretrain-base: venv
-	$(BIN)/unireward pretrain_base --profile $(PROFILE) --output-dir models/base-tiny
+	OMP_NUM_THREADS=1 $(BIN)/unireward pretrain_base --output-dir build/base-tiny/phase1
+	for p in $(BASE_PHASES); do \
+		OMP_NUM_THREADS=1 $(BIN)/unireward pretrain_base --params configs/base/$$p.yaml \
+			--output-dir build/base-tiny/$$p || exit 1; \
+	done
+	cp build/base-tiny/phase5/*.json build/base-tiny/phase5/*.jinja \
+		build/base-tiny/phase5/model.safetensors models/base-tiny/
 
 # Regenerates the shipped policy (models/policy-tiny: the base taught to answer imperfectly).
 pretrain-policy: venv

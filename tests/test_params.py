@@ -38,7 +38,7 @@ STAGE_CONFIGS = {
 }
 PROFILES = sorted(load_params(PARAMS).get("profiles") or {})
 # The product's profiles; an experiment's profile lives beside it (experiments/params.yaml).
-PRODUCT_PROFILES = {"quick", "full", "instruct_base", "qwen2_5_vl_7b"}
+PRODUCT_PROFILES = {"quick", "full", "qwen2_5_vl_7b"}
 EXPERIMENT_PROFILES = sorted(set(load_params(EXPERIMENTS)["profiles"]) - set(PROFILES))
 
 
@@ -134,15 +134,25 @@ def test_extends_that_loops_or_names_nothing_is_an_error(tmp_path: Path) -> None
         load_params(tmp_path / "c.yaml")
 
 
-def test_a_work_in_progress_checkpoint_resumes_from_its_own_directory() -> None:
-    """models/*/resume.yaml (a long pretraining carried across sessions as a committed
-    checkpoint) loads into the pretrain_base config and points at a loadable checkpoint."""
+def test_the_shipped_bases_phases_chain_in_the_makefiles_order() -> None:
+    """`make pretrain-base`: phase 1 is params.yaml's pretrain_base, each later phase
+    (configs/base/*.yaml) starts from the one before it and draws a data stream of its own."""
+    import re
+
     from unireward.model.pretrain_base import PretrainBaseConfig
 
-    found = sorted((PARAMS.parent / "models").glob("*/resume.yaml"))
-    for path in found:
-        config = load_stage_config(PretrainBaseConfig, "pretrain_base", "instruct_base", path)
-        directory = PARAMS.parent / config.init_from
-        assert directory == path.parent, (path, config.init_from)
-        assert (directory / "config.json").is_file() and list(directory.glob("*.safetensors"))
-        assert config.train.seed != 0  # a new phase draws a stream of its own
+    root = PARAMS.parent
+    phases = re.search(r"^BASE_PHASES := (.+)$", (root / "Makefile").read_text(), re.M)
+    assert phases, "Makefile: BASE_PHASES"
+    previous, seeds = (
+        "phase1",
+        {load_stage_config(PretrainBaseConfig, "pretrain_base", None, PARAMS).train.seed},
+    )
+    for name in phases.group(1).split():
+        config = load_stage_config(
+            PretrainBaseConfig, "pretrain_base", None, root / "configs" / "base" / f"{name}.yaml"
+        )
+        assert config.init_from == f"build/base-tiny/{previous}", (name, config.init_from)
+        assert config.train.seed not in seeds, name
+        seeds.add(config.train.seed)
+        previous = name

@@ -188,12 +188,12 @@ def test_stage_configs_reject_overrides_for_unknown_stages() -> None:
 
 @pytest.mark.parametrize(
     ("profile", "error"),
-    [("quick", None), ("full", None), ("instruct_base", "expects a qwen3_vl base")],
+    [("quick", None), ("full", None), ("qwen2_5_vl_7b", "expects a qwen2_5_vl base")],
 )
 def test_a_base_of_another_family_than_the_profile_is_refused(profile: str, error) -> None:
     from pipelines.run_local import check_base_family
 
-    shipped = ROOT / "models" / "base-tiny"  # the shipped Qwen2.5-VL base
+    shipped = ROOT / "models" / "base-tiny"  # the shipped Qwen3-VL base
     if error is None:
         check_base_family(profile, shipped, ROOT / "params.yaml")
     else:
@@ -237,7 +237,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny Qwen2.5-VL checkpoint (the shipped base model is not needed)."""
+    """A random tiny Qwen3-VL checkpoint, the shipped base's family (its weights are not needed)."""
     from unireward.model.tiny import (
         TinyModelConfig,
         build_model,
@@ -247,7 +247,7 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     from unireward.tasks import PAIR_ANSWERS, TIE_ANSWERS
 
-    cfg = TinyModelConfig.preset("test")
+    cfg = TinyModelConfig.preset("test", family="qwen3_vl", image_size=64)
     corpus = [
         *(a for pair in PAIR_ANSWERS.values() for a in pair),
         *TIE_ANSWERS.values(),
@@ -258,7 +258,7 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = train_tokenizer(corpus, cfg.vocab_size)
     out = tmp_path_factory.mktemp("base") / "base-tiny"
     model = build_model(cfg, tokenizer)
-    return save_checkpoint(model, build_processor(tokenizer, cfg.image_size), out)
+    return save_checkpoint(model, build_processor(tokenizer, cfg.image_size, cfg.family), out)
 
 
 # Secret variables a user's environment holds while the pipeline runs (issue 21, item 6): known

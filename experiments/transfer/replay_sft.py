@@ -19,7 +19,7 @@ from unireward.model import pretrain_base
 from unireward.model.tiny import save_checkpoint
 from unireward.training import example_stream, load_for_training, train_sft
 
-RESUME = Path("../../models/base-instruct-wip/resume.yaml")
+RESUME = Path("../../configs/base/phase3.yaml")  # the shipped base's later phases' mix
 
 
 def main(profile: str, base: Path, data: Path, out: Path, share: float) -> None:
@@ -28,7 +28,7 @@ def main(profile: str, base: Path, data: Path, out: Path, share: float) -> None:
         unified_sft.UnifiedSftConfig, "unified_sft", profile, Path("params.yaml")
     )
     base_cfg = config.load_stage_config(
-        pretrain_base.PretrainBaseConfig, "pretrain_base", "instruct_base", RESUME
+        pretrain_base.PretrainBaseConfig, "pretrain_base", None, RESUME
     )
     rows = unified_sft.expand(unified_sft.select_records(read_records(data), cfg), True)
     model, processor = load_for_training(base, cfg.train)

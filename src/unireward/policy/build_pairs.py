@@ -99,7 +99,7 @@ class BuildPairsConfig:
     judge_from: str = "best"
     judge_metric: str = "image_understanding/pairwise_diff"
     seed: int = 0
-    image_size: int = 56
+    image_size: int = 64  # the shipped base's image size (models/base-tiny)
     batch_size: int = 64
     max_new_tokens: int = 8
     threads: int = 1

@@ -40,7 +40,7 @@ class EvaluatePolicyConfig:
     splits: tuple[str, ...] = ("eval_seen", "eval_unseen")
     questions_per_split: int = 300
     seed: int = 1
-    image_size: int = 56
+    image_size: int = 64  # the shipped base's image size (models/base-tiny)
     batch_size: int = 32
     max_new_tokens: int = 8  # answers are one or two words
     threads: int = 1

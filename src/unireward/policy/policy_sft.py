@@ -53,7 +53,7 @@ def _default_train() -> TrainParams:
 class PolicySftConfig:
     confusion_rate: float = 0.6
     seed: int = 0
-    image_size: int = 56
+    image_size: int = 64  # the shipped base's image size (models/base-tiny)
     eval_questions: int = 300
     train: TrainParams = field(default_factory=_default_train)
 

@@ -1,7 +1,7 @@
 """The policy's task: short answers to shapes-world questions about one image, with ground truth.
 
     from unireward.policy.questions import make_questions, accuracy
-    qs = make_questions(seed=7, n=300, split="eval_seen", image_size=56)
+    qs = make_questions(seed=7, n=300, split="eval_seen", image_size=64)
     accuracy(["red", ...], qs)   # {"colour": .., "shape": .., "position": .., "mean": ..}
 
 A question is one of the base model's perception questions ("What colour is the shape?",
@@ -46,7 +46,7 @@ class PolicyQuestion:
     scene: shapes.Scene
 
 
-def make_questions(seed: int, n: int, split: str, image_size: int = 56) -> list[PolicyQuestion]:
+def make_questions(seed: int, n: int, split: str, image_size: int = 64) -> list[PolicyQuestion]:
     """`n` questions, attributes in turn (colour, shape, position, ...); each drawn from its own
     generator (seed, split, index), so question i does not depend on n."""
     if split not in POLICY_SPLITS:
