@@ -1172,7 +1172,8 @@ DEFAULT_PERCEPTION_MIX: dict[str, float] = {
     "video_quality": 0.1,
 }
 
-# The instruct base's mix (params.yaml pretrain_base, models/base-tiny): ~40 % perception as above, ~60 % the
+# The instruct base's mix (params.yaml pretrain_base, models/base-tiny): ~40 % perception as
+# above, ~60 % the
 # instruction skills: comparisons of two items, captions and claimed answers checked against an
 # item, which parts of a description fit. Video skills get less weight: fewer judge tasks.
 INSTRUCT_MIX: dict[str, float] = {
