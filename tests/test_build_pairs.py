@@ -117,7 +117,7 @@ def test_build_pairs_with_the_oracle_writes_valid_trl_rows(oracle_pairs: Path) -
     row = ds[0]
     assert row["chosen"][0]["role"] == "assistant" and row["chosen_score"] > row["rejected_score"]
     assert [p["type"] for p in row["prompt"][0]["content"]] == ["text", "image", "text"]
-    assert len(row["images"]) == 1 and row["images"][0].size == (56, 56)
+    assert len(row["images"]) == 1 and row["images"][0].size == (64, 64)
     assert json.loads(row["provenance"])["judge"] == "oracle"
 
 
@@ -245,8 +245,8 @@ def test_a_judge_server_that_is_gone_fails_the_stage_clearly_and_leaves_no_pairs
     (out / "stats.json").write_text("{}")
     cfg = BuildPairsConfig(
         judge_url=f"http://127.0.0.1:{free_port()}/v1",
-        prompts=4,
-        samples=4,
+        prompts=16,  # the shipped policy answers most prompts one way
+        samples=8,
         tracking_uri="null",
         client=JudgeClientParams(max_retries=2, timeout_s=5),
     )
