@@ -1173,9 +1173,9 @@ DEFAULT_PERCEPTION_MIX: dict[str, float] = {
 }
 
 # The instruct base's mix (params.yaml pretrain_base, models/base-tiny): ~40 % perception as
-# above, ~60 % the
-# instruction skills: comparisons of two items, captions and claimed answers checked against an
-# item, which parts of a description fit. Video skills get less weight: fewer judge tasks.
+# above, ~60 % the instruction skills: comparisons of two items, captions and claimed answers
+# checked against an item, which parts of a description fit. Video skills get less weight:
+# fewer judge tasks.
 INSTRUCT_MIX: dict[str, float] = {
     "describe_image": 0.07,
     "attribute": 0.08,
