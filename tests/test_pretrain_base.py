@@ -175,13 +175,15 @@ def _contract_ngrams(n: int) -> set[tuple[str, ...]]:
     [
         (DEFAULT_PARAMS, "quick"),
         (REPO / "configs" / "base" / "phase3.yaml", None),
+        (REPO / "configs" / "base" / "phase4.yaml", None),
+        (REPO / "configs" / "base" / "phase5.yaml", None),
         (REPO / "experiments" / "base-wide" / "params.yaml", "wide"),
     ],
 )
 def test_the_pretraining_corpus_holds_no_contract_text(params: Path, profile: str) -> None:
     """The base must not already be the judge: no 6-word run of a judge prompt template and no
     contract answer string (verdicts, ties, "Final Score", the CoT tags) in what it is trained
-    on -- the real stream of `run`, for the shipped base's phase 1 and its later phases' mix,
+    on -- the real stream of `run`, for each phase of the shipped base (1, 3, 4, 5),
     and the wide experiment's (the varied-instruction `pick_*` skills)."""
     config = load_stage_config(PretrainBaseConfig, "pretrain_base", profile=profile, path=params)
     contract = _contract_ngrams(6)
