@@ -12,6 +12,7 @@
 #   make bench-serve                # judgements/s: vLLM + client vs one-at-a-time generate
 #   make bench-rs                   # rejection sampling judgements/s: vllm (server, offline) vs batched vs one
 #   make bench-eval                 # evaluate judgements/s: vLLM offline vs batched generate
+#   make bench-train                # unified_sft s/step: frozen vision tower cached vs not
 #   make bench-soak                 # 5 min of mixed traffic: p50/p95/p99, errors, server memory
 #   make gpu-check                  # SFT / ZeRO-2 / GRPO speed and MFU on one GPU (~1B judge)
 #   make venv-deepspeed             # + the deepspeed extra in .venv (the slow ZeRO-3 tests)
@@ -42,12 +43,12 @@ OVERLAYS := local aws
 
 .PHONY: help venv test test-all test-ui lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
 	mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
-	bench-eval bench-soak gpu-check venv-deepspeed
+	bench-eval bench-train bench-soak gpu-check venv-deepspeed
 
 help:
 	@echo "make venv | test | test-all | test-ui | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
 	@echo "     pretrain-base | pretrain-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
-	@echo "     bench-rs | bench-eval | bench-soak | gpu-check | venv-deepspeed"
+	@echo "     bench-rs | bench-eval | bench-train | bench-soak | gpu-check | venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
 
@@ -182,6 +183,12 @@ bench-rs: venv serve-venv
 bench-eval: venv serve-venv
 	OMP_NUM_THREADS=1 $(BIN)/python bench/eval_backend_bench.py --prompts 64 --repeats 3 \
 		--json build/bench-eval.json
+
+# Training step time (bench/train_step_bench.py): unified_sft with the frozen vision tower's
+# outputs cached (scale.vision_cache_items) vs without, alternated in one run.
+bench-train: venv
+	OMP_NUM_THREADS=1 $(BIN)/python bench/train_step_bench.py --steps 400 --repeats 3 \
+		--json build/bench-train.json
 
 # One GPU (bench/gpu_check.py, docs/production.md): SFT steps/s, tokens/s, MFU of a ~1B judge in
 # bf16 with gradient checkpointing, then ZeRO-2, then GRPO; under 8 minutes on an H100.

@@ -72,7 +72,9 @@ class ScaleParams:
     - `freeze_vision` (the vision tower's blocks and patch embedding), `freeze_merger` (the
       vision-to-text merger, and Qwen3-VL's deepstack mergers), `lora`;
     - `min_pixels` / `max_pixels` (0 = keep the checkpoint's): Qwen's dynamic resolution bounds,
-      saved with the trained model so evaluation and vLLM see images the same way.
+      saved with the trained model so evaluation and vLLM see images the same way;
+    - `vision_cache_items` (0 = off): with the tower and merger frozen, keep the tower's output
+      for up to this many images so each is encoded once (`unireward.model.vision_cache`).
     """
 
     precision: str = "fp32"
@@ -86,6 +88,7 @@ class ScaleParams:
     lora: LoraParams = field(default_factory=LoraParams)
     min_pixels: int = 0
     max_pixels: int = 0
+    vision_cache_items: int = 0
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -106,6 +109,13 @@ class ScaleParams:
         ):
             raise ValueError(
                 f"need 0 <= min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}"
+            )
+        if self.vision_cache_items < 0:
+            raise ValueError(f"vision_cache_items must be >= 0, got {self.vision_cache_items}")
+        if self.vision_cache_items and not (self.freeze_vision and self.freeze_merger):
+            raise ValueError(
+                "vision_cache_items needs freeze_vision and freeze_merger: a tower that trains "
+                "changes its outputs at every step"
             )
 
     def load_kwargs(self) -> dict[str, Any]:
@@ -164,6 +174,11 @@ class TrainParams:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.save_steps < 1:
             raise ValueError(f"save_steps must be >= 1, got {self.save_steps}")
+        if self.scale.vision_cache_items and "zero3" in Path(self.deepspeed).name:
+            raise ValueError(
+                "vision_cache_items with ZeRO-3 is not supported (a cached item skips the "
+                "tower's forward, and with it ZeRO-3's parameter gathering): use ZeRO-2"
+            )
         if self.scale.lora.r and "zero3" in Path(self.deepspeed).name:
             raise ValueError(
                 "lora with ZeRO-3 is not supported here (the adapter is merged on save, which "
@@ -398,9 +413,13 @@ def freeze(model, scale: ScaleParams) -> int:
 
 
 def prepare_model(model, scale: ScaleParams):
-    """The model a trainer gets: frozen parts, then LoRA (a peft model whose base is `model`,
-    changed in place). `finish_model` turns it back into a plain model."""
+    """The model a trainer gets: frozen parts, the vision cache, then LoRA (a peft model whose
+    base is `model`, changed in place). `finish_model` turns it back into a plain model."""
     freeze(model, scale)
+    if scale.vision_cache_items:
+        from unireward.model.vision_cache import VisionCache
+
+        VisionCache.install(model, scale.vision_cache_items)
     if not scale.lora.r:
         return model
     from peft import LoraConfig, get_peft_model
@@ -425,7 +444,10 @@ def is_peft(model) -> bool:
 
 def finish_model(model):
     """The trained model as a plain checkpoint: LoRA merged into its base (in place), gradients
-    back on for whatever was frozen (the saved model is whole either way)."""
+    back on for whatever was frozen (the saved model is whole either way), the vision cache off."""
+    from unireward.model.vision_cache import VisionCache
+
+    VisionCache.uninstall(model)
     if is_peft(model):
         model = model.merge_and_unload()
     for param in model.parameters():
