@@ -42,12 +42,12 @@ TF_PLUGIN_DIR ?= $(wildcard /opt/tf-plugins)
 OVERLAYS := local aws
 
 .PHONY: help venv test test-all test-ui lint pipeline-run pipeline-schedule compile pretrain-base pretrain-policy \
-	mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
+	pretrain-gen-policy mlflow-ui images infra-check infra-aws-env checkov bench-ingest serve-venv bench-serve bench-rs \
 	bench-eval bench-train bench-soak gpu-check venv-deepspeed
 
 help:
 	@echo "make venv | test | test-all | test-ui | lint | compile PROFILE=quick | pipeline-run PROFILE=quick"
-	@echo "     pretrain-base | pretrain-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
+	@echo "     pretrain-base | pretrain-policy | pretrain-gen-policy | mlflow-ui | bench-ingest | serve-venv | bench-serve"
 	@echo "     bench-rs | bench-eval | bench-train | bench-soak | gpu-check | venv-deepspeed"
 	@echo "     pipeline-run KFP_HOST=... BASE_MODEL_URI=s3://... | pipeline-schedule KFP_HOST=... BASE_MODEL_URI=..."
 	@echo "     images | infra-check | infra-aws-env | checkov"
@@ -213,6 +213,11 @@ pretrain-base: venv
 pretrain-policy: venv
 	$(BIN)/unireward policy_sft --profile $(PROFILE) --base-model models/base-tiny \
 		--output-dir models/policy-tiny
+
+# Regenerates the shipped text-to-image policy (models/gen-policy-tiny, its model card there).
+pretrain-gen-policy: venv
+	OMP_NUM_THREADS=1 $(BIN)/unireward gen_policy_sft --profile $(PROFILE) \
+		--output-dir models/gen-policy-tiny
 
 mlflow-ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -71,13 +71,20 @@ def moto_server(log: Path, env: Mapping[str, str], timeout: float = 30) -> Itera
 
 
 def sigkill_at_checkpoint(
-    cmd: list[str], out: Path, min_step: int, env: Mapping[str, str], timeout: float = 240
+    cmd: list[str],
+    out: Path,
+    min_step: int,
+    env: Mapping[str, str],
+    timeout: float = 240,
+    latest_checkpoint=None,
 ) -> int:
     """Start a training command, SIGKILL it (no cleanup, no final save: a dead node) once a
-    checkpoint of at least `min_step` is in `out`, and return the newest checkpoint's step."""
+    checkpoint of at least `min_step` is in `out`, and return the newest checkpoint's step.
+    `latest_checkpoint(out)` finds it (default: the Trainer stages', `training`'s)."""
     import signal
 
-    from unireward.training import latest_checkpoint
+    if latest_checkpoint is None:
+        from unireward.training import latest_checkpoint
 
     def step() -> int | None:
         with warnings.catch_warnings():  # polled while a save is under way

@@ -30,6 +30,7 @@ STAGES = (
     "register",
     "serve",
     "policy_sft",
+    "gen_policy_sft",
     "build_pairs",
     "dpo",
     "evaluate_policy",

@@ -31,6 +31,7 @@ STAGE_CONFIGS = {
     "register": "unireward.registry.register:RegisterConfig",
     "serve": "unireward.serving.serve:ServeConfig",
     "policy_sft": "unireward.policy.policy_sft:PolicySftConfig",
+    "gen_policy_sft": "unireward.genpolicy.gen_policy_sft:GenPolicySftConfig",
     "build_pairs": "unireward.policy.build_pairs:BuildPairsConfig",
     "dpo": "unireward.policy.dpo:DpoConfig",
     "evaluate_policy": "unireward.policy.evaluate_policy:EvaluatePolicyConfig",

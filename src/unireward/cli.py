@@ -629,6 +629,31 @@ def policy_sft(
     )
 
 
+@app.command("gen_policy_sft")
+def gen_policy_sft(
+    output_dir: OutputDir = Path("models/gen-policy-tiny"),
+    max_steps: MaxSteps = None,
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """The embedded text-to-image policy: a diffusers pipeline taught to draw shapes-world
+    captions, briefly (it draws the right scene only part of the time)."""
+    from unireward.genpolicy import gen_policy_sft as stage
+
+    config = _stage(
+        stage.GenPolicySftConfig,
+        "gen_policy_sft",
+        profile,
+        params,
+        overrides={"train.max_steps": max_steps},
+    )
+    _run(
+        "gen_policy_sft",
+        lambda: stage.run(config, output_dir),
+        lambda r: {"steps": r.global_step, **r.alignment},
+    )
+
+
 PolicyDir = Annotated[Path, typer.Option("--policy", help="Policy checkpoint directory.")]
 
 
