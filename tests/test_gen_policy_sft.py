@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from loopback import sigkill_at_checkpoint
-from unireward.genpolicy.gen_policy_sft import latest_checkpoint
+from unireward.genpolicy.loop import latest_checkpoint
 from unireward.genpolicy.model import (
     GenPolicyConfig,
     build_pipeline,

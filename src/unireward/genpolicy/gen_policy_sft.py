@@ -18,10 +18,6 @@ attribute, `genpolicy.alignment`) and a model card's numbers.
 from __future__ import annotations
 
 import json
-import math
-import re
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +27,7 @@ import torch
 from unireward.config import to_dict
 from unireward.data.shapes import SEEN_COMBOS, describe, render_image
 from unireward.genpolicy.alignment import caption_alignment, held_out_captions, random_scenes
+from unireward.genpolicy.loop import GenTrainParams, discard_checkpoints, train_loop
 from unireward.genpolicy.model import (
     GenPolicyConfig,
     ShapesImagePipeline,
@@ -39,30 +36,6 @@ from unireward.genpolicy.model import (
     save_pipeline,
     to_tensor,
 )
-
-CHECKPOINTS = "checkpoints"
-
-
-@dataclass(frozen=True)
-class GenTrainParams:
-    max_steps: int = 3000
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    save_steps: int = 250
-    logging_steps: int = 50
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "save_steps", "logging_steps", "threads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"train.learning_rate must be in (0, 1), got {self.learning_rate}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 @dataclass(frozen=True)
@@ -130,17 +103,6 @@ def denoising_loss(
     return torch.nn.functional.mse_loss(eps, noise)
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete `checkpoints/step-N` (its `done` marker written last)."""
-    root = Path(output_dir) / CHECKPOINTS
-    found = []
-    for path in root.glob("step-*") if root.exists() else []:
-        match = re.fullmatch(r"step-(\d+)", path.name)
-        if match and (path / "done").exists():
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
-
-
 def run(config: GenPolicySftConfig, output_dir: Path) -> GenPolicySftResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -149,63 +111,25 @@ def run(config: GenPolicySftConfig, output_dir: Path) -> GenPolicySftResult:
     torch.set_num_threads(config.train.threads)
     set_seed(config.seed)
     pipe = build_pipeline(config.model)
-    train = config.train
     modules = torch.nn.ModuleList([pipe.transformer, pipe.text_encoder])
-    optimizer = torch.optim.AdamW(
-        modules.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay
-    )
-    warmup = train.warmup_steps
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (
-            min(1.0, (s + 1) / max(warmup, 1))
-            * 0.5
-            * (1 + math.cos(math.pi * min(s, train.max_steps) / train.max_steps))
-        ),
-    )
+    optimizer, lr_schedule = config.train.optimizer(modules.parameters())
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     modules, optimizer, lr_schedule = accelerator.prepare(modules, optimizer, lr_schedule)
-    resume = latest_checkpoint(output_dir)
-    start = 0
-    log_file = output_dir / "train_log.jsonl"
-    losses: list[dict[str, float]] = []
-    if resume is not None:
-        accelerator.load_state(str(resume))
-        start = int(resume.name.split("-")[1])
-        # the log up to the checkpoint; the steps after it are trained (and logged) again
-        losses = [e for e in _read_log(log_file) if e["step"] <= start]
-        log_file.write_text("".join(json.dumps(e) + "\n" for e in losses))
-    elif log_file.exists():
-        log_file.unlink()  # an earlier, finished or abandoned run's
-    began = time.perf_counter()
-    modules.train()
-    window: list[float] = []
-    for step in range(start, train.max_steps):
-        images, tokens = training_batch(pipe, config, step)
+
+    def step(i: int) -> dict[str, float]:
+        images, tokens = training_batch(pipe, config, i)
         # the noise and timesteps too are a function of (seed, step): a resume is exact
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + i)
         loss = denoising_loss(pipe, images, tokens, generator)
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(modules.parameters(), train.max_grad_norm)
+        accelerator.clip_grad_norm_(modules.parameters(), config.train.max_grad_norm)
         optimizer.step()
         lr_schedule.step()
         optimizer.zero_grad()
-        window.append(loss.item())
-        done = step + 1
-        if done % train.logging_steps == 0 or done == train.max_steps:
-            entry = {
-                "step": done,
-                "loss": float(np.mean(window)),
-                "lr": lr_schedule.get_last_lr()[0],
-            }
-            losses.append(entry)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            with log_file.open("a") as f:
-                f.write(json.dumps(entry) + "\n")
-            window = []
-        if done % train.save_steps == 0 and done < train.max_steps:
-            _save_state(accelerator, output_dir, done)
-    seconds = time.perf_counter() - began
+        return {"loss": loss.item(), "lr": lr_schedule.get_last_lr()[0]}
+
+    modules.train()
+    outcome = train_loop(accelerator, step, config.train, output_dir)
     modules.eval()
     metrics = (
         caption_alignment(
@@ -225,40 +149,18 @@ def run(config: GenPolicySftConfig, output_dir: Path) -> GenPolicySftResult:
             "stage": "gen_policy_sft",
             "config": to_dict(config),
             "model": config_of(pipe),
-            "global_step": train.max_steps,
-            "resumed_from": str(resume) if resume else None,
-            "train_seconds": round(seconds, 1),
+            "global_step": outcome.global_step,
+            "resumed_from": outcome.resumed_from,
+            "train_seconds": round(outcome.seconds, 1),
         },
     )
     (output_dir / "gen_policy.json").write_text(json.dumps(metrics, indent=1))
-    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    discard_checkpoints(output_dir)
     return GenPolicySftResult(
         model_dir=output_dir,
-        global_step=train.max_steps,
-        resumed_from=str(resume) if resume else None,
-        train_seconds=seconds,
+        global_step=outcome.global_step,
+        resumed_from=outcome.resumed_from,
+        train_seconds=outcome.seconds,
         alignment=metrics,
-        losses=losses,
+        losses=outcome.log,
     )
-
-
-def _read_log(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut short by a kill
-            continue
-    return entries
-
-
-def _save_state(accelerator, output_dir: Path, step: int) -> None:
-    """accelerate state into `step-N`, marked complete last; older ones removed."""
-    path = output_dir / CHECKPOINTS / f"step-{step}"
-    accelerator.save_state(str(path), safe_serialization=True)
-    (path / "done").write_text(str(step))
-    for old in (output_dir / CHECKPOINTS).glob("step-*"):
-        if old != path:
-            shutil.rmtree(old, ignore_errors=True)
