@@ -725,6 +725,116 @@ def dpo(
     _run("dpo", lambda: stage.run(config, policy, pairs, output_dir, tags={"profile": profile}))
 
 
+GenPolicyDir = Annotated[
+    Path, typer.Option("--policy", help="Text-to-image policy directory (a diffusers pipeline).")
+]
+
+
+@app.command("build_gen_pairs")
+def build_gen_pairs(
+    policy: GenPolicyDir = Path("models/gen-policy-tiny"),
+    judge_model: Annotated[
+        Path | None,
+        typer.Option("--judge-model", help="Judge checkpoint to serve (judge: served)."),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option("--judge", help="served | oracle | random (overrides the config)."),
+    ] = None,
+    judge_url: Annotated[
+        str | None, typer.Option("--judge-url", help="A running judge server's /v1 URL.")
+    ] = None,
+    output_dir: OutputDir = Path("runs/build_gen_pairs"),
+    prompt_templates: PromptFile = None,
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Draw N images per caption, pair ranking + point sifting: Diffusion-DPO pairs."""
+    from unireward.genpolicy import build_gen_pairs as stage
+    from unireward.serving.client import JudgeUnavailable
+    from unireward.serving.serve import ServeConfig
+
+    config = _stage(
+        stage.BuildGenPairsConfig,
+        "build_gen_pairs",
+        profile,
+        params,
+        inputs=[policy, judge_model],
+        overrides={"judge": judge, "judge_url": judge_url, "prompt_templates": prompt_templates},
+    )
+    serve_config = _stage(ServeConfig, "serve", profile, params)
+    _run(
+        "build_gen_pairs",
+        lambda: stage.run(config, policy, output_dir, judge_model, serve_config),
+        lambda r: r.stats,
+        failures=(JudgeUnavailable,),
+    )
+
+
+@app.command("gen_dpo")
+def gen_dpo(
+    policy: GenPolicyDir = Path("models/gen-policy-tiny"),
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="build_gen_pairs' output directory.")
+    ] = Path("runs/build_gen_pairs"),
+    output_dir: OutputDir = Path("runs/gen_dpo"),
+    max_steps: MaxSteps = None,
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Diffusion-DPO of the text-to-image policy on the preference pairs (resumable)."""
+    from unireward.genpolicy import gen_dpo as stage
+
+    config = _stage(
+        stage.GenDpoConfig,
+        "gen_dpo",
+        profile,
+        params,
+        inputs=[policy, pairs],
+        overrides={"train.max_steps": max_steps},
+    )
+    _run(
+        "gen_dpo",
+        lambda: stage.run(config, policy, pairs, output_dir),
+        lambda r: {"trained": r.trained, "pairs": r.pairs, "steps": r.global_step},
+    )
+
+
+@app.command("evaluate_gen_policy")
+def evaluate_gen_policy(
+    before: Annotated[Path, typer.Option("--before", help="Policy before DPO.")] = Path(
+        "models/gen-policy-tiny"
+    ),
+    after: Annotated[Path, typer.Option("--after", help="Policy after DPO.")] = Path(
+        "runs/gen_dpo"
+    ),
+    judge_model: Annotated[
+        Path | None,
+        typer.Option("--judge-model", help="Judge checkpoint whose scores to add (optional)."),
+    ] = None,
+    output_dir: OutputDir = Path("runs/evaluate_gen_policy"),
+    params: Params = Path("params.yaml"),
+    profile: Profile = DEFAULT_PROFILE,
+) -> None:
+    """Caption alignment before / after DPO on held-out captions (seen, unseen)."""
+    from unireward.genpolicy import evaluate_gen_policy as stage
+    from unireward.serving.serve import ServeConfig
+
+    config = _stage(
+        stage.EvaluateGenPolicyConfig,
+        "evaluate_gen_policy",
+        profile,
+        params,
+        inputs=[before, after, judge_model],
+    )
+    serve_config = _stage(ServeConfig, "serve", profile, params)
+    _run(
+        "evaluate_gen_policy",
+        lambda: stage.run(config, before, after, output_dir, judge_model, serve_config),
+        lambda r: {k: round(v, 3) for k, v in r.metrics.items() if k.endswith("/all")},
+    )
+
+
 @app.command("evaluate_policy")
 def evaluate_policy(
     before: Annotated[Path, typer.Option("--before", help="Policy before DPO.")] = Path(
