@@ -207,14 +207,23 @@ def _fast_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
 
 
 def _paint(
-    shape: str, colour: str, size: int, cx: float, cy: float, side: float, rng: np.random.Generator
+    shape: str,
+    colour: str,
+    size: int,
+    cx: float,
+    cy: float,
+    side: float,
+    rng: np.random.Generator,
+    noise: float = 4.0,
 ) -> np.ndarray:
-    """One clean uint8 (size, size, 3) frame: noisy dark background, flat-coloured shape."""
+    """One clean uint8 (size, size, 3) frame: noisy dark background, flat-coloured shape
+    (`noise`: the pixel noise's standard deviation; 0 draws none and no random numbers)."""
     img = np.empty((size, size, 3), dtype=np.float32)
     img[:] = BACKGROUND_RGB
     mask = _shape_mask(shape, size, cx, cy, side)
     img[mask] = COLOUR_RGB[colour] if colour in COLOUR_RGB else EXTRA_RGB[colour]
-    img += _fast_normal(rng, img.shape) * 4.0
+    if noise:
+        img += _fast_normal(rng, img.shape) * noise
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -228,8 +237,11 @@ def _apply_image_defect(arr: np.ndarray, defect: str | None, rng: np.random.Gene
     return image
 
 
-def render_image(scene: Scene, size: int, rng: np.random.Generator) -> Image.Image:
-    """Render an image scene: shape ~40% of the side, jittered inside its quadrant."""
+def render_image(
+    scene: Scene, size: int, rng: np.random.Generator, noise: float = 4.0
+) -> Image.Image:
+    """Render an image scene: shape ~40% of the side, jittered inside its quadrant (`noise`:
+    the background's pixel noise, see `_paint`; the text-to-image policy learns from 0)."""
     if scene.position is None:
         raise ValueError(f"render_image needs a scene with a position, got {scene}")
     side = size * rng.uniform(0.36, 0.44)
@@ -239,7 +251,7 @@ def render_image(scene: Scene, size: int, rng: np.random.Generator) -> Image.Ima
     qy = 1 if scene.position.startswith("bottom") else 0
     cx = (qx + 0.5) * half + rng.uniform(-slack, slack)
     cy = (qy + 0.5) * half + rng.uniform(-slack, slack)
-    arr = _paint(scene.shape, scene.colour, size, cx, cy, side, rng)
+    arr = _paint(scene.shape, scene.colour, size, cx, cy, side, rng, noise)
     return _apply_image_defect(arr, scene.defect, rng)
 
 

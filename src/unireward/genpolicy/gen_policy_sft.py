@@ -43,6 +43,9 @@ class GenPolicySftConfig:
     model: GenPolicyConfig = field(default_factory=GenPolicyConfig)
     train: GenTrainParams = field(default_factory=GenTrainParams)
     caption_dropout: float = 0.1
+    # The training renders' background noise (shapes.render_image; the judge's data has 4):
+    # 0 = flat, so the policy's capacity goes to the shape, not to a noise texture.
+    render_noise: float = 0.0
     seed: int = 0
     eval_captions: int = 100  # per split (seen, unseen)
     eval_seed: int = 1
@@ -74,7 +77,7 @@ def training_batch(
     rng = np.random.default_rng([config.seed, step])
     scenes = random_scenes(config.train.batch_size, SEEN_COMBOS, rng)
     size = config.model.image_size
-    images = [render_image(s, size, rng) for s in scenes]
+    images = [render_image(s, size, rng, noise=config.render_noise) for s in scenes]
     null = [pipe.tokenizer.convert_tokens_to_ids("[NULL]")]
     rows = []
     for scene in scenes:
