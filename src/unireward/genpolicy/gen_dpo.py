@@ -9,7 +9,8 @@ research example script, `examples/research_projects/diffusion_dpo`), so the los
 tested function here (`diffusion_dpo_loss`) in the shared resumable accelerate loop
 (`genpolicy.loop`). Each step takes `batch_size` pairs (drawn by the step's seed), noises the
 chosen and the rejected image with the *same* noise at the *same* timestep, and compares how
-much better the policy denoises the chosen one than the rejected one against the same margin
+much better the policy denoises the chosen one than the rejected one (its prediction's
+error against `pipe.target`) against the same margin
 of the frozen reference (the policy as loaded). Only the transformer trains; the text encoder
 stays as it was (the reference's). Resumable: a restarted run continues from the newest
 `checkpoints/step-N`.
@@ -170,15 +171,15 @@ def run(config: GenDpoConfig, policy_dir: Path, pairs_dir: Path, output_dir: Pat
     scheduler = pipe.scheduler
     n = len(pairs)
 
-    def mse(model, noisy, steps, text_b, mask_b, noise) -> torch.Tensor:
-        eps = model(
+    def mse(model, noisy, steps, text_b, mask_b, target) -> torch.Tensor:
+        predicted = model(
             noisy,
             encoder_hidden_states=text_b,
             encoder_attention_mask=mask_b,
             timestep=steps,
             added_cond_kwargs={"resolution": None, "aspect_ratio": None},
         ).sample
-        return ((eps - noise) ** 2).mean(dim=(1, 2, 3))
+        return ((predicted - target) ** 2).mean(dim=(1, 2, 3))
 
     def step(i: int) -> dict[str, float]:
         rng = np.random.default_rng([config.seed, i])
@@ -194,12 +195,15 @@ def run(config: GenDpoConfig, policy_dir: Path, pairs_dir: Path, output_dir: Pat
                 scheduler.add_noise(rejected[index], noise, steps),
             ]
         )
+        targets = torch.cat(
+            [pipe.target(chosen[index], noise, steps), pipe.target(rejected[index], noise, steps)]
+        )
         args = (
             both,
             steps.repeat(2),
             text[index].repeat(2, 1, 1),
             tokens["attention_mask"][index].repeat(2, 1),
-            noise.repeat(2, 1, 1, 1),
+            targets,
         )
         model_w, model_l = mse(transformer, *args).chunk(2)
         with torch.no_grad():

@@ -6,8 +6,8 @@ so that it draws the right scene only part of the time and preference alignment 
     make pretrain-gen-policy                  # the same, into the shipped directory
 
 Each step renders `batch_size` fresh scenes of the seen colour-shape combinations at the policy's
-size (`shapes.render_image`, clean), noises them at uniform DDPM timesteps and fits the noise
-(epsilon MSE, the standard denoising loss); a caption is replaced by `[NULL]` with probability
+size (`shapes.render_image`, clean), noises them at uniform DDPM timesteps and fits the velocity
+(v-prediction MSE, the standard denoising loss); a caption is replaced by `[NULL]` with probability
 `caption_dropout` (classifier-free guidance). Transformer and text encoder train together with
 AdamW through accelerate. Resumable: `accelerate` state (weights, optimizer, scheduler, RNG) every
 `save_steps` under `output_dir/checkpoints/step-N`, and a restart continues from the newest.
@@ -46,6 +46,9 @@ class GenPolicySftConfig:
     # The training renders' background noise (shapes.render_image; the judge's data has 4):
     # 0 = flat, so the policy's capacity goes to the shape, not to a noise texture.
     render_noise: float = 0.0
+    # The text encoder's learning rate as a share of train.learning_rate; 0 = frozen (its random
+    # initial features, as a pretrained encoder is frozen in Stable Diffusion / PixArt).
+    text_encoder_lr_scale: float = 0.0
     seed: int = 0
     eval_captions: int = 100  # per split (seen, unseen)
     eval_seed: int = 1
@@ -55,6 +58,10 @@ class GenPolicySftConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.caption_dropout < 1:
             raise ValueError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        if self.text_encoder_lr_scale < 0:
+            raise ValueError(
+                f"text_encoder_lr_scale must be >= 0, got {self.text_encoder_lr_scale}"
+            )
         if self.eval_captions < 0 or self.num_inference_steps < 1:
             raise ValueError("eval_captions must be >= 0 and num_inference_steps >= 1")
 
@@ -94,7 +101,8 @@ def denoising_loss(
     tokens: dict[str, torch.Tensor],
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Epsilon MSE at uniform timesteps (the DDPM objective)."""
+    """The prediction's MSE against `pipe.target` (v-prediction by default) at uniform
+    timesteps (the DDPM objective)."""
     scheduler = pipe.scheduler
     noise = torch.randn(images.shape, generator=generator)
     steps = torch.randint(
@@ -102,8 +110,8 @@ def denoising_loss(
     )
     noisy = scheduler.add_noise(images, noise, steps)
     text = pipe.encode(**tokens)
-    eps = pipe.predict_noise(noisy, steps, text, tokens["attention_mask"])
-    return torch.nn.functional.mse_loss(eps, noise)
+    predicted = pipe.predict_noise(noisy, steps, text, tokens["attention_mask"])
+    return torch.nn.functional.mse_loss(predicted, pipe.target(images, noise, steps))
 
 
 def run(config: GenPolicySftConfig, output_dir: Path) -> GenPolicySftResult:
@@ -115,7 +123,13 @@ def run(config: GenPolicySftConfig, output_dir: Path) -> GenPolicySftResult:
     set_seed(config.seed)
     pipe = build_pipeline(config.model)
     modules = torch.nn.ModuleList([pipe.transformer, pipe.text_encoder])
-    optimizer, lr_schedule = config.train.optimizer(modules.parameters())
+    groups = [{"params": list(pipe.transformer.parameters())}]
+    if config.text_encoder_lr_scale > 0:
+        lr = config.train.learning_rate * config.text_encoder_lr_scale
+        groups.append({"params": list(pipe.text_encoder.parameters()), "lr": lr})
+    else:
+        pipe.text_encoder.requires_grad_(False)
+    optimizer, lr_schedule = config.train.optimizer(groups)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     modules, optimizer, lr_schedule = accelerator.prepare(modules, optimizer, lr_schedule)
 
