@@ -48,7 +48,7 @@ from unireward.data.shapes import SEEN_COMBOS, Scene, describe
 from unireward.genpolicy.alignment import random_scenes
 from unireward.genpolicy.check import ATTRIBUTES, alignment, read_image
 from unireward.policy import pairs as P
-from unireward.policy.build_pairs import JudgeClientParams
+from unireward.policy.build_pairs import JudgeClientParams, tally
 from unireward.serving.client import JudgeUnavailable
 
 JUDGE_KINDS = ("served", "oracle", "random")
@@ -237,21 +237,9 @@ def judge_candidates(judge, cands: Sequence[GenCandidates], config: BuildGenPair
                 score_queries.append(ScoreQuery(task, caption, image))
     judgements = judge.judge_pairs(pair_queries, swap=config.swap) if pair_queries else []
     scored = judge.score(score_queries) if score_queries else []
-    verdicts: list[dict[tuple[int, int], int | None]] = [{} for _ in cands]
-    scores: list[list[float | None]] = [[None] * len(c.images) for c in cands]
-    counts: Counter[str] = Counter()
-    for (k, i, j), jd in zip(pair_index, judgements, strict=True):
-        verdicts[k][(i, j)] = jd.verdict.preferred
-        counts["pairs_judged"] += 1
-        counts["pair_ties"] += jd.verdict.preferred == 0
-        counts["pair_unparseable"] += jd.verdict.preferred is None
-        counts["swap_disagreements"] += bool(jd.disagree)
-        counts["request_errors"] += jd.error is not None
-    for (k, i), res in zip(score_index, scored, strict=True):
-        scores[k][i] = res.score.score
-        counts["scores_asked"] += 1
-        counts["scores_unparseable"] += res.score.score is None
-        counts["request_errors"] += res.error is not None
+    verdicts, scores, counts = tally(
+        [len(c.images) for c in cands], pair_index, judgements, score_index, scored
+    )
     if not config.point_sift:
         scores = [P.win_counts(v, len(c.images)) for v, c in zip(verdicts, cands, strict=True)]
     return verdicts, scores, dict(counts)

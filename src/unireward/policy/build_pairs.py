@@ -218,8 +218,28 @@ def judge_candidates(
                 score_queries.append(ScoreQuery(task, c.question.question, c.question.image, text))
     judgements = judge.judge_pairs(pair_queries, swap=swap) if pair_queries else []
     scored = judge.score(score_queries) if score_queries else []
-    verdicts: list[dict[tuple[int, int], int | None]] = [{} for _ in cands]
-    scores: list[list[float | None]] = [[None] * len(c.texts) for c in cands]
+    verdicts, scores, counts = tally(
+        [len(c.texts) for c in cands], pair_index, judgements, score_index, scored
+    )
+    if not point_sift:
+        scores = [P.win_counts(v, len(c.texts)) for v, c in zip(verdicts, cands, strict=True)]
+    return verdicts, scores, dict(counts)
+
+
+def tally(
+    sizes: Sequence[int],
+    pair_index: Sequence[tuple[int, int, int]],
+    judgements: Sequence[Any],
+    score_index: Sequence[tuple[int, int]],
+    scored: Sequence[Any],
+) -> tuple[list[dict[tuple[int, int], int | None]], list[list[float | None]], dict[str, int]]:
+    """The judge's answers per prompt: `verdicts[k][(i, j)]` (pair ranking), `scores[k][i]`
+    (point sifting; None where not asked or unparseable) and the counts every pair builder
+    reports (ties, unparseable verdicts and scores, swap disagreements, request errors).
+    `sizes[k]` is prompt k's number of candidates; `pair_index` / `score_index` say which
+    prompt and candidates each judgement / score belongs to (`build_gen_pairs` shares it)."""
+    verdicts: list[dict[tuple[int, int], int | None]] = [{} for _ in sizes]
+    scores: list[list[float | None]] = [[None] * n for n in sizes]
     counts: Counter[str] = Counter()
     for (k, i, j), jd in zip(pair_index, judgements, strict=True):
         verdicts[k][(i, j)] = jd.verdict.preferred
@@ -237,8 +257,6 @@ def judge_candidates(
         counts["request_errors"] += res.error is not None
     # A judge that gives every answer the same score cannot sift: worth seeing at a glance.
     counts["score_distinct_values"] = len(values - {None})
-    if not point_sift:
-        scores = [P.win_counts(v, len(c.texts)) for v, c in zip(verdicts, cands, strict=True)]
     return verdicts, scores, dict(counts)
 
 
