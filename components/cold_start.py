@@ -29,26 +29,21 @@ def cold_start(
     keyed by the artifact URI, so a retried task reuses the distillation (no second teacher
     bill) and resumes training from its last checkpoint.
     """
-    import hashlib
-    import os
     import shutil
     from pathlib import Path
 
+    from unireward import launch
     from unireward.config import from_dict
     from unireward.plots import checkpoint_log_history, training_report
     from unireward.think import cold_start as stage
 
     cfg = from_dict(stage.ColdStartConfig, config, where="cold_start")
-    out, root = Path(think_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
-    key = hashlib.sha256(think_judge.uri.encode()).hexdigest()[:16]
-    work = Path(root) / key if root else out
-    result = stage.run(
-        cfg, Path(judge.path), Path(dataset.path), work, base_dir=Path(base_model.path)
-    )
-    shutil.copytree(work / stage.DISTILL, Path(distillation.path), dirs_exist_ok=True)
-    if work != out:
-        shutil.copytree(work, out, dirs_exist_ok=True)
-        shutil.rmtree(work)
+    out = Path(think_judge.path)
+    with launch.work_dir(out, think_judge.uri) as work:
+        result = stage.run(
+            cfg, Path(judge.path), Path(dataset.path), work, base_dir=Path(base_model.path)
+        )
+        shutil.copytree(work / stage.DISTILL, Path(distillation.path), dirs_exist_ok=True)
     Path(report.path).write_text(training_report(checkpoint_log_history(out), "cold_start"))
     think_judge.metadata.update(
         {"global_step": result.train.global_step, "kept": result.kept, "items": result.items}

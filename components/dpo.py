@@ -22,23 +22,17 @@ def dpo(
     With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) training runs in a directory there
     keyed by the artifact URI, so a retried task resumes from its last checkpoint.
     """
-    import hashlib
-    import os
-    import shutil
     from pathlib import Path
 
+    from unireward import launch
     from unireward.config import from_dict
     from unireward.plots import checkpoint_log_history, training_report
     from unireward.policy import dpo as stage
 
     cfg = from_dict(stage.DpoConfig, config, where="dpo")
-    out, root = Path(aligned_policy.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
-    key = hashlib.sha256(aligned_policy.uri.encode()).hexdigest()[:16]
-    work = Path(root) / key if root else out
-    result = stage.run(cfg, Path(policy.path), Path(pairs.path), work)
-    if work != out:
-        shutil.copytree(work, out, dirs_exist_ok=True)
-        shutil.rmtree(work)
+    out = Path(aligned_policy.path)
+    with launch.work_dir(out, aligned_policy.uri) as work:
+        result = stage.run(cfg, Path(policy.path), Path(pairs.path), work)
     Path(report.path).write_text(training_report(checkpoint_log_history(out), "dpo"))
     aligned_policy.metadata.update(
         {"trained": result.trained, "pairs": result.pairs, "global_step": result.global_step}

@@ -22,10 +22,7 @@ def grpo(
     """`think_judge` is the checkpoint directory (train_log.json and reward_curve.png with it).
     With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a cluster) training runs in a directory there
     keyed by the artifact URI, so a retried task resumes from its last checkpoint."""
-    import hashlib
     import math
-    import os
-    import shutil
     from pathlib import Path
 
     from unireward import launch
@@ -34,22 +31,18 @@ def grpo(
     from unireward.think import grpo as stage
 
     cfg = from_dict(stage.GrpoConfig, config, where="grpo")
-    out, root = Path(think_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
-    key = hashlib.sha256(think_judge.uri.encode()).hexdigest()[:16]
-    work = Path(root) / key if root else out
-    # One process per GPU of the task (unireward.launch: torchrun), or in-process.
-    result = launch.run(
-        stage.__name__,
-        cfg,
-        cfg.device,
-        judge_dir=Path(judge.path),
-        samples_dir=Path(samples.path),
-        dataset_dir=Path(dataset.path),
-        output_dir=work,
-    )
-    if work != out:
-        shutil.copytree(work, out, dirs_exist_ok=True)
-        shutil.rmtree(work)
+    out = Path(think_judge.path)
+    with launch.work_dir(out, think_judge.uri) as work:
+        # One process per GPU of the task (unireward.launch: torchrun), or in-process.
+        result = launch.run(
+            stage.__name__,
+            cfg,
+            cfg.device,
+            judge_dir=Path(judge.path),
+            samples_dir=Path(samples.path),
+            dataset_dir=Path(dataset.path),
+            output_dir=work,
+        )
     Path(report.path).write_text(training_report(checkpoint_log_history(out), "grpo"))
     meta = {
         "global_step": result.global_step,

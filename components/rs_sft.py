@@ -22,9 +22,6 @@ def rs_sft(
     """`rs_judge` is the checkpoint directory. With UNIREWARD_CHECKPOINT_ROOT set (a PVC on a
     cluster) training runs in a directory there keyed by the artifact URI, so a retried task
     resumes from its last checkpoint."""
-    import hashlib
-    import os
-    import shutil
     from pathlib import Path
 
     from unireward import launch
@@ -33,21 +30,18 @@ def rs_sft(
     from unireward.think import rs_sft as stage
 
     cfg = from_dict(stage.RsSftConfig, config, where="rs_sft")
-    out, root = Path(rs_judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
-    work = Path(root) / hashlib.sha256(rs_judge.uri.encode()).hexdigest()[:16] if root else out
-    # One process per GPU of the task (unireward.launch: torchrun), or in-process.
-    result = launch.run(
-        stage.__name__,
-        cfg,
-        cfg.train.device,
-        judge_dir=Path(judge.path),
-        samples_dir=Path(samples.path),
-        dataset_dir=Path(dataset.path),
-        output_dir=work,
-    )
-    if work != out:
-        shutil.copytree(work, out, dirs_exist_ok=True)
-        shutil.rmtree(work)
+    out = Path(rs_judge.path)
+    with launch.work_dir(out, rs_judge.uri) as work:
+        # One process per GPU of the task (unireward.launch: torchrun), or in-process.
+        result = launch.run(
+            stage.__name__,
+            cfg,
+            cfg.train.device,
+            judge_dir=Path(judge.path),
+            samples_dir=Path(samples.path),
+            dataset_dir=Path(dataset.path),
+            output_dir=work,
+        )
     Path(report.path).write_text(training_report(checkpoint_log_history(out), "rs_sft"))
     rs_judge.metadata.update(
         {

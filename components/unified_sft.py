@@ -23,9 +23,6 @@ def unified_sft(
     in a directory there keyed by the artifact URI, so a retried task resumes from its last
     checkpoint instead of starting over; the final model is then copied into `judge`.
     """
-    import hashlib
-    import os
-    import shutil
     from pathlib import Path
 
     from unireward import launch
@@ -34,19 +31,16 @@ def unified_sft(
     from unireward.plots import checkpoint_log_history, training_report
 
     cfg = from_dict(stage.UnifiedSftConfig, config, where="unified_sft")
-    out, root = Path(judge.path), os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
-    work = Path(root) / hashlib.sha256(judge.uri.encode()).hexdigest()[:16] if root else out
-    # One process per GPU of the task (unireward.launch: torchrun), or in-process.
-    result = launch.run(
-        stage.__name__,
-        cfg,
-        cfg.train.device,
-        base_model_dir=Path(base_model.path),
-        dataset_dir=Path(dataset.path),
-        output_dir=work,
-    )
-    if work != out:
-        shutil.copytree(work, out, dirs_exist_ok=True)
-        shutil.rmtree(work)
+    out = Path(judge.path)
+    with launch.work_dir(out, judge.uri) as work:
+        # One process per GPU of the task (unireward.launch: torchrun), or in-process.
+        result = launch.run(
+            stage.__name__,
+            cfg,
+            cfg.train.device,
+            base_model_dir=Path(base_model.path),
+            dataset_dir=Path(dataset.path),
+            output_dir=work,
+        )
     Path(report.path).write_text(training_report(checkpoint_log_history(out), "unified_sft"))
     judge.metadata.update({"global_step": result.train.global_step, "n_records": result.n_records})

@@ -18,22 +18,11 @@ Every stage gets MLflow's URI and credentials from the `mlflow_secret` Secret an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from kfp import dsl, kubernetes
 
-GPU_STAGES = (
-    "unified_sft",
-    "cold_start",
-    "rejection_sample",
-    "rs_sft",
-    "grpo",
-    "evaluate",
-    "build_pairs",
-    "dpo",
-    "evaluate_policy",
-)
 # Training stages: their checkpoints go to the PVC so a retried task resumes.
 TRAIN_STAGES = ("unified_sft", "cold_start", "rs_sft", "grpo", "dpo")
 MLFLOW_CLIENT_LABEL = "unireward.io/mlflow-client"
@@ -77,6 +66,11 @@ class StageResources:
     build_pairs: Resources = Resources("4", "32Gi", gpus=1)  # samples the policy
     dpo: Resources = Resources("8", "64Gi", gpus=1)
     evaluate_policy: Resources = Resources("4", "32Gi", gpus=1)
+
+
+# The stages that train or run the judge: a GPU in StageResources' defaults, and a deploy may not
+# take it away (DeployConfig).
+GPU_STAGES = tuple(f.name for f in fields(StageResources) if f.default.gpus)
 
 
 @dataclass(frozen=True)

@@ -28,22 +28,9 @@ OFFLINE_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
 }
-# Stages whose configs take `tracking_uri` (None there would mean "sqlite under the cwd").
-TRACKED_STAGES = (
-    "ingest",
-    "unified_sft",
-    "cold_start",
-    "rejection_sample",
-    "rs_sft",
-    "grpo",
-    "evaluate",
-    "ablation",
-    "register",
-    "build_pairs",
-    "dpo",
-    "evaluate_policy",
-    "register_policy",
-)
+# The stages whose configs have no `tracking_uri`; every other stage gets the run's (None there
+# would mean "sqlite under the cwd").
+UNTRACKED_STAGES = ("validate", "serve")
 
 
 @dataclasses.dataclass
@@ -107,6 +94,7 @@ def run_pipeline(
         DEFAULT_BASE_MODEL,
         DEFAULT_POLICY_MODEL,
         PROJECT_ROOT,
+        STAGES,
         stage_configs,
         unireward_pipeline,
     )
@@ -130,8 +118,9 @@ def run_pipeline(
     pipeline_root.mkdir(parents=True, exist_ok=True)
 
     configs = stage_configs(profile, overrides=overrides)
-    for stage in TRACKED_STAGES:
-        configs[f"{stage}_config"].setdefault("tracking_uri", tracking_uri)
+    for stage in STAGES:
+        if stage not in UNTRACKED_STAGES:
+            configs[f"{stage}_config"].setdefault("tracking_uri", tracking_uri)
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     start = time.perf_counter()

@@ -140,19 +140,7 @@ def build_pipeline(deploy: DeployConfig):
         evaluate_policy_config: dict,
         register_policy_config: dict,
         profile: str = "",
-    ) -> NamedTuple(
-        "Outputs",
-        base_evaluation=dsl.Artifact,
-        judge_evaluation=dsl.Artifact,
-        think_evaluation=dsl.Artifact,
-        rs_evaluation=dsl.Artifact,
-        grpo_evaluation=dsl.Artifact,
-        ablation=dsl.Artifact,
-        registration=dsl.Artifact,
-        pairs=dsl.Dataset,
-        policy_evaluation=dsl.Artifact,
-        policy_registration=dsl.Artifact,
-    ):
+    ) -> Outputs:
         base = dsl.importer(
             artifact_uri=base_model_uri, artifact_class=dsl.Model, reimport=False
         ).set_display_name("base_model")
@@ -211,19 +199,20 @@ def build_pipeline(deploy: DeployConfig):
         ).set_display_name("grpo")
         eval_grpo = evaluate_cot(rl.outputs["think_judge"], "grpo")
 
-        # The paper's ablation table: unified judge -> + cold start -> + RS -> + GRPO.
-        table = ablation(
-            config=ablation_config,
-            judge=eval_judge.outputs["evaluation"],
-            think=eval_think.outputs["evaluation"],
-            rs=eval_rs.outputs["evaluation"],
-            grpo=eval_grpo.outputs["evaluation"],
-        ).set_display_name("ablation")
+        # The four judges' evaluations, each by its name in the ablation table (the paper's:
+        # unified judge -> + cold start -> + RS -> + GRPO).
+        evaluations = {
+            "judge": eval_judge.outputs["evaluation"],
+            "think": eval_think.outputs["evaluation"],
+            "rs": eval_rs.outputs["evaluation"],
+            "grpo": eval_grpo.outputs["evaluation"],
+        }
+        table = ablation(config=ablation_config, **evaluations).set_display_name("ablation")
 
         registered = register(
             config=register_config,
             model=judge,
-            evaluation=eval_judge.outputs["evaluation"],
+            evaluation=evaluations["judge"],
             tags={"pipeline": PIPELINE_NAME},
             profile=profile,
         ).set_display_name("register")
@@ -242,10 +231,7 @@ def build_pipeline(deploy: DeployConfig):
             think_judge=think.outputs["think_judge"],
             rs_judge=rs.outputs["rs_judge"],
             grpo_judge=rl.outputs["think_judge"],
-            judge_evaluation=eval_judge.outputs["evaluation"],
-            think_evaluation=eval_think.outputs["evaluation"],
-            rs_evaluation=eval_rs.outputs["evaluation"],
-            grpo_evaluation=eval_grpo.outputs["evaluation"],
+            **{f"{name}_evaluation": evaluation for name, evaluation in evaluations.items()},
         ).set_display_name("build_pairs")
         pairs.after(registered)
         aligned = dpo(
@@ -288,10 +274,7 @@ def build_pipeline(deploy: DeployConfig):
 
         return Outputs(
             base_evaluation=eval_base.outputs["evaluation"],
-            judge_evaluation=eval_judge.outputs["evaluation"],
-            think_evaluation=eval_think.outputs["evaluation"],
-            rs_evaluation=eval_rs.outputs["evaluation"],
-            grpo_evaluation=eval_grpo.outputs["evaluation"],
+            **{f"{name}_evaluation": evaluation for name, evaluation in evaluations.items()},
             ablation=table.outputs["ablation"],
             registration=registered.outputs["registration"],
             pairs=pairs.outputs["pairs"],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from grpo_pairs import IMG1, IMG2, image_generation_pairs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -65,22 +67,6 @@ def vl_inputs():
 
 
 # --------------------------------------------------------------------------- GRPO fixtures
-
-IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
-
-
-def image_generation_pairs(dataset: Path) -> list:
-    """The labelled (non-tied) image-generation pairs of the train split."""
-    from unireward.data.schema import read_records
-
-    return [
-        r
-        for r in read_records(dataset)
-        if r.split == "train"
-        and r.task == "image_generation"
-        and r.mode == "pairwise"
-        and r.label in (IMG1, IMG2)
-    ]
 
 
 @pytest.fixture(scope="session")

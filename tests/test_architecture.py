@@ -12,17 +12,10 @@ from pathlib import Path
 
 import yaml
 
+import stage_table
 from unireward.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "architecture.md"
-
-
-def _rows() -> list[list[str]]:
-    text = DOC.read_text()
-    table = text.split("<!-- stage-table:begin -->")[1].split("<!-- stage-table:end -->")[0]
-    lines = [line for line in table.strip().splitlines() if line.startswith("| `")]
-    return [[cell.strip().strip("`") for cell in line.strip("|").split("|")] for line in lines]
 
 
 def test_the_stage_table_names_every_stage_once_and_each_name_is_real() -> None:
@@ -31,7 +24,7 @@ def test_the_stage_table_names_every_stage_once_and_each_name_is_real() -> None:
     commands = {c.name for c in app.registered_commands}
     dvc_stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     sections = set(load_params(ROOT / "params.yaml")) - {"profiles", "deploy"}
-    rows = _rows()
+    rows = stage_table.rows()
     assert len(rows) >= 16
     covered: set[str] = set()
     for stage, module, cli, component, dvc, params, test in rows:

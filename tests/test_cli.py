@@ -13,31 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import stage_table
 from unireward.cli import app
 from unireward.eval.report import format_comparison, split_metrics
 
-STAGES = (
-    "pretrain_base",
-    "ingest",
-    "validate",
-    "unified_sft",
-    "cold_start",
-    "rejection_sample",
-    "rs_sft",
-    "grpo",
-    "evaluate",
-    "ablation",
-    "register",
-    "serve",
-    "policy_sft",
-    "gen_policy_sft",
-    "build_gen_pairs",
-    "gen_dpo",
-    "evaluate_gen_policy",
-    "build_pairs",
-    "dpo",
-    "evaluate_policy",
-)
+STAGES = stage_table.CLI_STAGES
 runner = CliRunner()
 
 

@@ -24,27 +24,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from grpo_pairs import IMG1, IMG2, image_generation_pairs
 from loopback import sigkill_at_checkpoint
 from mlflow_store import logged_artifacts
 from unireward.config import from_dict
-from unireward.data.schema import read_records, write_records
+from unireward.data.schema import write_records
 from unireward.prompt_templates import PROMPTS_FILE, default_templates
 from unireward.think.grpo import HARD, GrpoConfig, grpo_rows, reward_curve, run
 from unireward.tracking import default_tracking_uri
 from unireward.training import CHECKPOINTS
-
-IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
-
-
-def _pairs(dataset: Path) -> list:
-    return [
-        r
-        for r in read_records(dataset)
-        if r.split == "train"
-        and r.task == "image_generation"
-        and r.mode == "pairwise"
-        and r.label in (IMG1, IMG2)
-    ]
 
 
 def _config(**kw) -> GrpoConfig:
@@ -60,7 +48,7 @@ def _config(**kw) -> GrpoConfig:
 
 
 def test_rows_carry_the_cot_prompt_images_and_exact_solution(shapes_dataset: Path) -> None:
-    records = _pairs(shapes_dataset)[:2]
+    records = image_generation_pairs(shapes_dataset)[:2]
     rows = grpo_rows(records, shapes_dataset)
     for row, record in zip(rows, records, strict=True):
         parts = row["prompt"][0]["content"]
@@ -71,7 +59,7 @@ def test_rows_carry_the_cot_prompt_images_and_exact_solution(shapes_dataset: Pat
 def test_a_reasoning_check_adds_the_reward_columns(shapes_dataset: Path) -> None:
     from unireward.data.teacher import observations
 
-    records = _pairs(shapes_dataset)[:2]
+    records = image_generation_pairs(shapes_dataset)[:2]
     assert all("check" not in row for row in grpo_rows(records, shapes_dataset))
     rows = grpo_rows(records, shapes_dataset, check="observation")
     for row, record in zip(rows, records, strict=True):
@@ -83,7 +71,7 @@ def test_a_reasoning_check_adds_the_reward_columns(shapes_dataset: Path) -> None
 
 
 def test_swap_augment_adds_each_pair_in_the_other_order(shapes_dataset: Path) -> None:
-    records = _pairs(shapes_dataset)[:2]
+    records = image_generation_pairs(shapes_dataset)[:2]
     plain, both = grpo_rows(records, shapes_dataset), grpo_rows(records, shapes_dataset, True)
     assert len(both) == 2 * len(plain) and both[0]["solution"] == plain[0]["solution"]
     twin = both[1]

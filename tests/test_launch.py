@@ -27,6 +27,24 @@ def test_the_command_is_torchrun_of_the_worker(tmp_path: Path) -> None:
     assert cmd[-3:] == ["-m", "unireward.launch", str(tmp_path / "spec.json")]
 
 
+def test_a_task_works_under_the_checkpoint_root_and_moves_the_model_out_when_done(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out = tmp_path / "artifact"
+    monkeypatch.delenv("UNIREWARD_CHECKPOINT_ROOT", raising=False)
+    with launch.work_dir(out, "s3://bucket/run/judge") as work:
+        assert work == out  # no PVC: the artifact itself
+    monkeypatch.setenv("UNIREWARD_CHECKPOINT_ROOT", str(tmp_path / "pvc"))
+    with pytest.raises(RuntimeError), launch.work_dir(out, "s3://bucket/run/judge") as work:
+        (work / "checkpoint-1").mkdir(parents=True)
+        raise RuntimeError("preempted")
+    assert (work / "checkpoint-1").is_dir() and not out.exists()  # kept for the retry
+    with launch.work_dir(out, "s3://bucket/run/judge") as retry:
+        assert retry == work and retry.parent == tmp_path / "pvc"  # the retry finds it
+        (retry / "model.safetensors").write_text("weights")
+    assert (out / "model.safetensors").read_text() == "weights" and not work.exists()
+
+
 def test_results_travel_as_data_without_weights() -> None:
     from unireward.judge.unified_sft import SftResult
     from unireward.training import TrainOutcome

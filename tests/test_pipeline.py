@@ -18,24 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+import stage_table
+
 ROOT = Path(__file__).resolve().parents[1]
-STAGE_COMPONENTS = (
-    "pretrain_base",
-    "ingest",
-    "validate",
-    "unified_sft",
-    "cold_start",
-    "rejection_sample",
-    "rs_sft",
-    "grpo",
-    "evaluate",
-    "ablation",
-    "register",
-    "policy_sft",
-    "build_pairs",
-    "dpo",
-    "evaluate_policy",
-)
+STAGE_COMPONENTS = stage_table.COMPONENT_STAGES
 
 if str(ROOT) not in sys.path:  # components/ and pipelines/ are top-level packages of the repo
     sys.path.insert(0, str(ROOT))

@@ -34,8 +34,9 @@ Every stage subcommand takes `--params params.yaml --profile quick`: the stage's
 `params.yaml` section of the same name with the profile's overrides (`unireward.config`), and
 the ad-hoc flags on top (`--max-steps` on the training stages, `--prompt-templates` on every
 stage that builds judge prompts, `ingest --source/--format`, ...).
-Each subcommand is the same two calls: `_stage` (config, flags, input paths) and `_run` (the
-stage's `run()`, its errors, its one-line summary).
+Each subcommand is one call of `_stage_run`: `_stage` (config, flags, input paths), then `_run`
+(the stage's `run()`, its errors, its one-line summary); `evaluate` and `serve` call the two
+themselves.
 Stage modules are imported inside the subcommands so `--help` stays fast and torch-free.
 
 Bad input (unknown profile, missing file, a config key that does not exist, an unknown task)
@@ -172,6 +173,30 @@ def _run(
     return result
 
 
+def _stage_run(
+    stage: str,
+    cls: type[T],
+    run: Callable[[T], R],
+    profile: str,
+    params: Path,
+    *,
+    inputs: Iterable[Path | None] | Callable[[T], Iterable[Path | None]] = (),
+    overrides: Mapping[str, Any] | None = None,
+    extra: Callable[[R], Mapping[str, Any]] | None = None,
+    failures: tuple[type[Exception], ...] = (),
+) -> R:
+    """A stage subcommand: its config (`_stage`; `inputs` may depend on it), then `run(config)`
+    with its summary line (`_run`)."""
+    config = _stage(cls, stage, profile, params, overrides=overrides)
+    _require(*(inputs(config) if callable(inputs) else inputs))
+    return _run(stage, lambda: run(config), extra, failures)
+
+
+def _steps(result: Any) -> dict[str, Any]:
+    """The summary extra of a trainer stage: its optimizer steps."""
+    return {"steps": result.train.global_step}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -204,6 +229,7 @@ def _echo(stage: str, result: Any, extra: Mapping[str, Any] | None = None) -> No
 MaxSteps = Annotated[
     int | None, typer.Option("--max-steps", help="Overrides the stage's training steps.")
 ]
+BaseModelDir = Annotated[Path, typer.Option("--base-model", help="Base checkpoint directory.")]
 PromptFile = Annotated[
     str | None,
     typer.Option(
@@ -224,17 +250,14 @@ def pretrain_base(
     """Stage 0: train the tiny base VLM to see the shapes world (embedded default only)."""
     from unireward.model import pretrain_base as stage
 
-    config = _stage(
-        stage.PretrainBaseConfig,
+    _stage_run(
         "pretrain_base",
+        stage.PretrainBaseConfig,
+        lambda config: stage.run(config, output_dir),
         profile,
         params,
         overrides={"train.max_steps": max_steps},
-    )
-    _run(
-        "pretrain_base",
-        lambda: stage.run(config, output_dir),
-        lambda r: {"steps": r.train.global_step, **r.perception},
+        extra=lambda r: {"steps": r.train.global_step, **r.perception},
     )
 
 
@@ -254,17 +277,17 @@ def ingest(
 ) -> None:
     """Stage 1: read the configured source into a canonical dataset."""
     from unireward.data import ingest as stage
+    from unireward.data.remote import RemoteError
 
-    config = _stage(
-        stage.IngestConfig,
+    _stage_run(
         "ingest",
+        stage.IngestConfig,
+        lambda config: stage.run(config, output_dir),
         profile,
         params,
         overrides={"source": source, "format": format},
+        failures=(RemoteError,),
     )
-    from unireward.data.remote import RemoteError
-
-    _run("ingest", lambda: stage.run(config, output_dir), failures=(RemoteError,))
 
 
 @app.command("validate")
@@ -278,19 +301,20 @@ def validate(
     report in OUTPUT_DIR/report.html)."""
     from unireward.data import validate as stage
 
-    config = _stage(stage.ValidateConfig, "validate", profile, params, inputs=[dataset])
-    _run(
+    _stage_run(
         "validate",
-        lambda: stage.run(config, dataset, output_dir),
+        stage.ValidateConfig,
+        lambda config: stage.run(config, dataset, output_dir),
+        profile,
+        params,
+        inputs=[dataset],
         failures=(stage.ValidationFailed,),
     )
 
 
 @app.command("unified_sft")
 def unified_sft(
-    base_model: Annotated[
-        Path, typer.Option("--base-model", help="Base checkpoint directory.")
-    ] = Path("models/base-tiny"),
+    base_model: BaseModelDir = Path("models/base-tiny"),
     dataset: Dataset = Path("runs/validate"),
     output_dir: OutputDir = Path("runs/unified_sft"),
     max_steps: MaxSteps = None,
@@ -301,18 +325,15 @@ def unified_sft(
     """Stage 3: SFT the base VLM into the unified judge (4 tasks x pairwise/pointwise)."""
     from unireward.judge import unified_sft as stage
 
-    config = _stage(
-        stage.UnifiedSftConfig,
+    _stage_run(
         "unified_sft",
+        stage.UnifiedSftConfig,
+        lambda config: stage.run(config, base_model, dataset, output_dir),
         profile,
         params,
         inputs=[base_model, dataset],
         overrides={"train.max_steps": max_steps, "prompt_templates": prompt_templates},
-    )
-    _run(
-        "unified_sft",
-        lambda: stage.run(config, base_model, dataset, output_dir),
-        lambda r: {"steps": r.train.global_step},
+        extra=_steps,
     )
 
 
@@ -335,18 +356,15 @@ def cold_start(
     `init: base`, the base model) on them."""
     from unireward.think import cold_start as stage
 
-    config = _stage(
-        stage.ColdStartConfig,
+    _stage_run(
         "cold_start",
+        stage.ColdStartConfig,
+        lambda config: stage.run(config, judge, dataset, output_dir, base_dir=base),
         profile,
         params,
+        inputs=lambda config: [dataset, base if config.init == "base" else judge],
         overrides={"train.max_steps": max_steps, "prompt_templates": prompt_templates},
-    )
-    _require(dataset, base if config.init == "base" else judge)
-    _run(
-        "cold_start",
-        lambda: stage.run(config, judge, dataset, output_dir, base_dir=base),
-        lambda r: {"steps": r.train.global_step},
+        extra=_steps,
         failures=(stage.TeacherFailures,),
     )
 
@@ -373,21 +391,17 @@ def rejection_sample(
     profile: Profile = DEFAULT_PROFILE,
 ) -> None:
     """Stage 5: k CoT judgements per pair; correct ones -> SFT data, missed pairs -> GRPO data."""
+    from unireward.serving.client import JudgeUnavailable
     from unireward.think import rejection_sample as stage
 
-    config = _stage(
-        stage.RejectionSampleConfig,
+    _stage_run(
         "rejection_sample",
+        stage.RejectionSampleConfig,
+        lambda config: stage.run(config, judge, dataset, output_dir),
         profile,
         params,
         inputs=[judge, dataset],
         overrides={"backend": backend, "prompt_templates": prompt_templates},
-    )
-    from unireward.serving.client import JudgeUnavailable
-
-    _run(
-        "rejection_sample",
-        lambda: stage.run(config, judge, dataset, output_dir),
         failures=(JudgeUnavailable,),
     )
 
@@ -406,18 +420,15 @@ def rs_sft(
     """Stage 6: SFT the judge on its own correct CoT judgements (rejection_sample's)."""
     from unireward.think import rs_sft as stage
 
-    config = _stage(
-        stage.RsSftConfig,
+    _stage_run(
         "rs_sft",
+        stage.RsSftConfig,
+        lambda config: stage.run(config, judge, samples, dataset, output_dir),
         profile,
         params,
         inputs=[judge, samples, dataset],
         overrides={"train.max_steps": max_steps, "prompt_templates": prompt_templates},
-    )
-    _run(
-        "rs_sft",
-        lambda: stage.run(config, judge, samples, dataset, output_dir),
-        lambda r: {"steps": r.train.global_step},
+        extra=_steps,
     )
 
 
@@ -435,15 +446,15 @@ def grpo(
     """Stage 7: GRPO on the pairs the judge missed, reward = format + accuracy."""
     from unireward.think import grpo as stage
 
-    config = _stage(
-        stage.GrpoConfig,
+    _stage_run(
         "grpo",
+        stage.GrpoConfig,
+        lambda config: stage.run(config, judge, samples, dataset, output_dir),
         profile,
         params,
         inputs=[judge, samples, dataset],
         overrides={"max_steps": max_steps, "prompt_templates": prompt_templates},
     )
-    _run("grpo", lambda: stage.run(config, judge, samples, dataset, output_dir))
 
 
 @app.command("evaluate")
@@ -526,14 +537,12 @@ def ablation(
     """The UnifiedReward-Think ablation: one table per split across the evaluated judges."""
     from unireward.eval import ablation as stage
 
-    config = _stage(stage.AblationConfig, "ablation", profile, params)
-
-    def run():
+    def run(config: stage.AblationConfig) -> stage.AblationResult:
         result = stage.run(config, stage.parse_evaluations(evaluation), output_dir)
         typer.echo(result.table_path.read_text())
         return result
 
-    _run("ablation", run)
+    _stage_run("ablation", stage.AblationConfig, run, profile, params)
 
 
 @app.command("register")
@@ -549,11 +558,14 @@ def register(
     """Stage 9: register the checkpoint in MLflow (alias challenger) and run the gate."""
     from unireward.registry import register as stage
 
-    config = _stage(stage.RegisterConfig, "register", profile, params, inputs=[model, metrics])
-    _run(
+    _stage_run(
         "register",
-        lambda: stage.run(config, model, metrics, output_dir, tags={"profile": profile}),
-        lambda r: {"reasons": list(r.reasons)},
+        stage.RegisterConfig,
+        lambda config: stage.run(config, model, metrics, output_dir, tags={"profile": profile}),
+        profile,
+        params,
+        inputs=[model, metrics],
+        extra=lambda r: {"reasons": list(r.reasons)},
     )
 
 
@@ -603,9 +615,7 @@ def serve(
 
 @app.command("policy_sft")
 def policy_sft(
-    base_model: Annotated[
-        Path, typer.Option("--base-model", help="Base checkpoint directory.")
-    ] = Path("models/base-tiny"),
+    base_model: BaseModelDir = Path("models/base-tiny"),
     output_dir: OutputDir = Path("models/policy-tiny"),
     max_steps: MaxSteps = None,
     params: Params = Path("params.yaml"),
@@ -614,18 +624,15 @@ def policy_sft(
     """The embedded policy: the base taught to answer shapes-world questions imperfectly."""
     from unireward.policy import policy_sft as stage
 
-    config = _stage(
-        stage.PolicySftConfig,
+    _stage_run(
         "policy_sft",
+        stage.PolicySftConfig,
+        lambda config: stage.run(config, base_model, output_dir),
         profile,
         params,
         inputs=[base_model],
         overrides={"train.max_steps": max_steps},
-    )
-    _run(
-        "policy_sft",
-        lambda: stage.run(config, base_model, output_dir),
-        lambda r: {"steps": r.train.global_step, **r.accuracy},
+        extra=lambda r: {"steps": r.train.global_step, **r.accuracy},
     )
 
 
@@ -640,36 +647,43 @@ def gen_policy_sft(
     captions, briefly (it draws the right scene only part of the time)."""
     from unireward.genpolicy import gen_policy_sft as stage
 
-    config = _stage(
-        stage.GenPolicySftConfig,
+    _stage_run(
         "gen_policy_sft",
+        stage.GenPolicySftConfig,
+        lambda config: stage.run(config, output_dir),
         profile,
         params,
         overrides={"train.max_steps": max_steps},
-    )
-    _run(
-        "gen_policy_sft",
-        lambda: stage.run(config, output_dir),
-        lambda r: {"steps": r.global_step, **r.alignment},
+        extra=lambda r: {"steps": r.global_step, **r.alignment},
     )
 
 
 PolicyDir = Annotated[Path, typer.Option("--policy", help="Policy checkpoint directory.")]
+JudgeModel = Annotated[
+    Path | None, typer.Option("--judge-model", help="Judge checkpoint to serve (judge: served).")
+]
+JudgeUrl = Annotated[
+    str | None, typer.Option("--judge-url", help="A running judge server's /v1 URL.")
+]
+Before = Annotated[Path, typer.Option("--before", help="Policy before DPO.")]
+After = Annotated[Path, typer.Option("--after", help="Policy after DPO.")]
+
+
+def _serve_config(profile: str, params: Path) -> Any:
+    """The `serve` section: how the stages that need a judge serve the checkpoint they get."""
+    from unireward.serving.serve import ServeConfig
+
+    return _stage(ServeConfig, "serve", profile, params)
 
 
 @app.command("build_pairs")
 def build_pairs(
     policy: PolicyDir = Path("models/policy-tiny"),
-    judge_model: Annotated[
-        Path | None,
-        typer.Option("--judge-model", help="Judge checkpoint to serve (judge: served)."),
-    ] = None,
+    judge_model: JudgeModel = None,
     judge: Annotated[
         str | None, typer.Option("--judge", help="served | oracle (overrides the config).")
     ] = None,
-    judge_url: Annotated[
-        str | None, typer.Option("--judge-url", help="A running judge server's /v1 URL.")
-    ] = None,
+    judge_url: JudgeUrl = None,
     output_dir: OutputDir = Path("runs/build_pairs"),
     prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
@@ -677,25 +691,24 @@ def build_pairs(
 ) -> None:
     """Stage 11: sample N answers per question, pair ranking + point sifting, DPO rows."""
     from unireward.policy import build_pairs as stage
-    from unireward.serving.serve import ServeConfig
+    from unireward.serving.client import JudgeUnavailable
 
-    config = _stage(
-        stage.BuildPairsConfig,
+    _stage_run(
         "build_pairs",
+        stage.BuildPairsConfig,
+        lambda config: stage.run(
+            config,
+            policy,
+            output_dir,
+            judge_model,
+            _serve_config(profile, params),
+            tags={"profile": profile},
+        ),
         profile,
         params,
         inputs=[policy, judge_model],
         overrides={"judge": judge, "judge_url": judge_url, "prompt_templates": prompt_templates},
-    )
-    serve_config = _stage(ServeConfig, "serve", profile, params)
-    from unireward.serving.client import JudgeUnavailable
-
-    _run(
-        "build_pairs",
-        lambda: stage.run(
-            config, policy, output_dir, judge_model, serve_config, tags={"profile": profile}
-        ),
-        lambda r: r.stats,
+        extra=lambda r: r.stats,
         failures=(JudgeUnavailable,),
     )
 
@@ -714,15 +727,15 @@ def dpo(
     """Stage 12: TRL DPO on the policy with the preference pairs (resumable)."""
     from unireward.policy import dpo as stage
 
-    config = _stage(
-        stage.DpoConfig,
+    _stage_run(
         "dpo",
+        stage.DpoConfig,
+        lambda config: stage.run(config, policy, pairs, output_dir, tags={"profile": profile}),
         profile,
         params,
         inputs=[policy, pairs],
         overrides={"train.max_steps": max_steps},
     )
-    _run("dpo", lambda: stage.run(config, policy, pairs, output_dir, tags={"profile": profile}))
 
 
 GenPolicyDir = Annotated[
@@ -733,17 +746,12 @@ GenPolicyDir = Annotated[
 @app.command("build_gen_pairs")
 def build_gen_pairs(
     policy: GenPolicyDir = Path("models/gen-policy-tiny"),
-    judge_model: Annotated[
-        Path | None,
-        typer.Option("--judge-model", help="Judge checkpoint to serve (judge: served)."),
-    ] = None,
+    judge_model: JudgeModel = None,
     judge: Annotated[
         str | None,
         typer.Option("--judge", help="served | oracle | random (overrides the config)."),
     ] = None,
-    judge_url: Annotated[
-        str | None, typer.Option("--judge-url", help="A running judge server's /v1 URL.")
-    ] = None,
+    judge_url: JudgeUrl = None,
     output_dir: OutputDir = Path("runs/build_gen_pairs"),
     prompt_templates: PromptFile = None,
     params: Params = Path("params.yaml"),
@@ -752,21 +760,18 @@ def build_gen_pairs(
     """Draw N images per caption, pair ranking + point sifting: Diffusion-DPO pairs."""
     from unireward.genpolicy import build_gen_pairs as stage
     from unireward.serving.client import JudgeUnavailable
-    from unireward.serving.serve import ServeConfig
 
-    config = _stage(
-        stage.BuildGenPairsConfig,
+    _stage_run(
         "build_gen_pairs",
+        stage.BuildGenPairsConfig,
+        lambda config: stage.run(
+            config, policy, output_dir, judge_model, _serve_config(profile, params)
+        ),
         profile,
         params,
         inputs=[policy, judge_model],
         overrides={"judge": judge, "judge_url": judge_url, "prompt_templates": prompt_templates},
-    )
-    serve_config = _stage(ServeConfig, "serve", profile, params)
-    _run(
-        "build_gen_pairs",
-        lambda: stage.run(config, policy, output_dir, judge_model, serve_config),
-        lambda r: r.stats,
+        extra=lambda r: r.stats,
         failures=(JudgeUnavailable,),
     )
 
@@ -785,29 +790,22 @@ def gen_dpo(
     """Diffusion-DPO of the text-to-image policy on the preference pairs (resumable)."""
     from unireward.genpolicy import gen_dpo as stage
 
-    config = _stage(
-        stage.GenDpoConfig,
+    _stage_run(
         "gen_dpo",
+        stage.GenDpoConfig,
+        lambda config: stage.run(config, policy, pairs, output_dir),
         profile,
         params,
         inputs=[policy, pairs],
         overrides={"train.max_steps": max_steps},
-    )
-    _run(
-        "gen_dpo",
-        lambda: stage.run(config, policy, pairs, output_dir),
-        lambda r: {"trained": r.trained, "pairs": r.pairs, "steps": r.global_step},
+        extra=lambda r: {"trained": r.trained, "pairs": r.pairs, "steps": r.global_step},
     )
 
 
 @app.command("evaluate_gen_policy")
 def evaluate_gen_policy(
-    before: Annotated[Path, typer.Option("--before", help="Policy before DPO.")] = Path(
-        "models/gen-policy-tiny"
-    ),
-    after: Annotated[Path, typer.Option("--after", help="Policy after DPO.")] = Path(
-        "runs/gen_dpo"
-    ),
+    before: Before = Path("models/gen-policy-tiny"),
+    after: After = Path("runs/gen_dpo"),
     judge_model: Annotated[
         Path | None,
         typer.Option("--judge-model", help="Judge checkpoint whose scores to add (optional)."),
@@ -818,29 +816,24 @@ def evaluate_gen_policy(
 ) -> None:
     """Caption alignment before / after DPO on held-out captions (seen, unseen)."""
     from unireward.genpolicy import evaluate_gen_policy as stage
-    from unireward.serving.serve import ServeConfig
 
-    config = _stage(
-        stage.EvaluateGenPolicyConfig,
+    _stage_run(
         "evaluate_gen_policy",
+        stage.EvaluateGenPolicyConfig,
+        lambda config: stage.run(
+            config, before, after, output_dir, judge_model, _serve_config(profile, params)
+        ),
         profile,
         params,
         inputs=[before, after, judge_model],
-    )
-    serve_config = _stage(ServeConfig, "serve", profile, params)
-    _run(
-        "evaluate_gen_policy",
-        lambda: stage.run(config, before, after, output_dir, judge_model, serve_config),
-        lambda r: {k: round(v, 3) for k, v in r.metrics.items() if k.endswith("/all")},
+        extra=lambda r: {k: round(v, 3) for k, v in r.metrics.items() if k.endswith("/all")},
     )
 
 
 @app.command("evaluate_policy")
 def evaluate_policy(
-    before: Annotated[Path, typer.Option("--before", help="Policy before DPO.")] = Path(
-        "models/policy-tiny"
-    ),
-    after: Annotated[Path, typer.Option("--after", help="Policy after DPO.")] = Path("runs/dpo"),
+    before: Before = Path("models/policy-tiny"),
+    after: After = Path("runs/dpo"),
     output_dir: OutputDir = Path("runs/evaluate_policy"),
     params: Params = Path("params.yaml"),
     profile: Profile = DEFAULT_PROFILE,
@@ -848,16 +841,14 @@ def evaluate_policy(
     """Stage 13: both policies on held-out shapes-world questions, accuracy per attribute."""
     from unireward.policy import evaluate_policy as stage
 
-    config = _stage(
-        stage.EvaluatePolicyConfig, "evaluate_policy", profile, params, inputs=[before, after]
-    )
-
-    def run():
+    def run(config: stage.EvaluatePolicyConfig) -> stage.EvaluatePolicyResult:
         result = stage.run(config, before, after, output_dir, tags={"profile": profile})
         typer.echo(stage.format_table(result.metrics))
         return result
 
-    _run("evaluate_policy", run)
+    _stage_run(
+        "evaluate_policy", stage.EvaluatePolicyConfig, run, profile, params, inputs=[before, after]
+    )
 
 
 # --------------------------------------------------------------------------- report

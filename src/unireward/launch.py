@@ -13,17 +13,28 @@ with the config rebuilt from the spec (validated again, like params); rank 0 wri
 result as JSON, which `run` hands back as attributes (`result.train.global_step`). A worker
 that fails fails the task with torchrun's exit code; the stage's checkpoints make a retry
 resume.
+
+    with launch.work_dir(Path(judge.path), judge.uri) as work:
+        result = launch.run(..., output_dir=work)
+
+`work_dir` is where a training task writes: with UNIREWARD_CHECKPOINT_ROOT set (a PVC on a
+cluster) a directory there keyed by the output artifact's URI, so a retried task resumes from
+its last checkpoint; the finished model is then moved into the artifact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -105,6 +116,20 @@ def run(module: str, config: Any, device: str, nproc: int | None = None, **paths
                 "checkpoints are kept: a retry resumes"
             )
         return _namespace(json.loads(result.read_text()))
+
+
+@contextmanager
+def work_dir(output: Path, uri: str) -> Iterator[Path]:
+    """The directory a Kubeflow training task works in for its output artifact at `output`
+    (URI `uri`): `output` itself, or with UNIREWARD_CHECKPOINT_ROOT set, a directory there keyed
+    by the URI (a retry of the task finds its checkpoints), moved into `output` when the block
+    ends without an error (after one, the checkpoints stay for the retry)."""
+    root = os.environ.get("UNIREWARD_CHECKPOINT_ROOT")
+    work = Path(root) / hashlib.sha256(uri.encode()).hexdigest()[:16] if root else output
+    yield work
+    if work != output:
+        shutil.copytree(work, output, dirs_exist_ok=True)
+        shutil.rmtree(work)
 
 
 def worker(spec_path: Path) -> None:

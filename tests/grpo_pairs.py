@@ -1,0 +1,24 @@
+"""The labelled image-generation pairs the GRPO tests and fixtures (conftest.py) train on.
+
+`pythonpath = ["tests"]` makes it importable as `grpo_pairs`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IMG1, IMG2 = "Image 1 is better", "Image 2 is better"
+
+
+def image_generation_pairs(dataset: Path) -> list:
+    """The labelled (non-tied) image-generation pairs of the train split."""
+    from unireward.data.schema import read_records
+
+    return [
+        r
+        for r in read_records(dataset)
+        if r.split == "train"
+        and r.task == "image_generation"
+        and r.mode == "pairwise"
+        and r.label in (IMG1, IMG2)
+    ]
