@@ -35,7 +35,7 @@ def test_oracle_pairs_keep_only_truly_better_chosen_images(tmp_path: Path) -> No
     for row in rows.itertuples():
         for side in (row.chosen, row.rejected):
             with Image.open(tmp_path / side) as image:
-                assert image.size == (64, 64), "stored at the judge's size"
+                assert image.size == (32, 32), "stored as the policy drew it (not resized)"
         assert row.chosen_score > row.rejected_score
         truth = json.loads(row.truth)
         assert row.caption.split()[1:3] == [truth["colour"], truth["shape"]]

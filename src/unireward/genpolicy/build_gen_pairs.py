@@ -22,12 +22,13 @@ more of the caption's attributes right wins, equal is a tie; its score is the co
 = a seeded coin (verdicts and scores at random): the floor that says what pair construction
 alone does.
 
-Writes `media/*.png` (the chosen and rejected images), `pairs.parquet` (caption, chosen and
-rejected image paths, their scores, and provenance: caption id, ground truth, judge, what the
-checker reads in each image), `stats.json` (kept, dropped per reason, ties, unparseable
-verdicts, swap disagreements, and how often the kept chosen image is truly more aligned than
-the rejected one, by the checker) and a run in MLflow with them. Fails with a clear error, and
-writes no pairs, when the policy cannot encode a caption or the served judge stops answering.
+Writes `media/*.png` (the chosen and rejected images, at the policy's size), `pairs.parquet`
+(caption, chosen and rejected image paths, their scores, and provenance: caption id, ground
+truth, judge, what the checker reads in each image), `stats.json` (kept, dropped per reason,
+ties, unparseable verdicts, swap disagreements, and how often the kept chosen image is truly
+more aligned than the rejected one, by the checker) and a run in MLflow with them. Fails with
+a clear error, and writes no pairs, when the policy cannot encode a caption or the served judge
+stops answering.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ class GenCandidates:
 
     cid: str
     scene: Scene
-    images: list  # PIL, at the judge's size
+    images: list  # PIL, at the judge's size (what the judge sees)
     counts: list[int]
+    drawn: list = field(default_factory=list)  # the same images at the policy's own size
 
 
 @dataclass
@@ -140,7 +142,7 @@ def draw_candidates(pipe, config: BuildGenPairsConfig) -> list[GenCandidates]:
         for k, scene in enumerate(batch):
             drawn = images[k * config.samples : (k + 1) * config.samples]
             seen: dict[bytes, int] = {}
-            distinct, counts = [], []
+            distinct, counts, originals = [], [], []
             for image in drawn:
                 key = image.tobytes()
                 if key in seen:
@@ -148,8 +150,9 @@ def draw_candidates(pipe, config: BuildGenPairsConfig) -> list[GenCandidates]:
                     continue
                 seen[key] = len(distinct)
                 distinct.append(image.resize(size, Image.Resampling.BILINEAR))
+                originals.append(image)
                 counts.append(1)
-            out.append(GenCandidates(f"cap{start + k:05d}", scene, distinct, counts))
+            out.append(GenCandidates(f"cap{start + k:05d}", scene, distinct, counts, originals))
     return out
 
 
@@ -324,7 +327,9 @@ def run(
         paths = {}
         for side, index in (("chosen", d.chosen), ("rejected", d.rejected)):
             path = media / f"{c.cid}_{side}.png"
-            c.images[index].save(path)
+            # Saved as drawn (the policy's size): gen_dpo trains on the policy's own samples,
+            # not on a resized copy of them.
+            c.drawn[index].save(path)
             paths[side] = str(path.relative_to(output_dir))
         chosen_ok = sum(alignment(read_image(c.images[d.chosen]), c.scene)[a] for a in ATTRIBUTES)
         rejected_ok = sum(

@@ -51,6 +51,10 @@ class GenDpoConfig:
     # Diffusion-DPO's beta multiplies a difference of per-pixel MSEs, so it is large: the paper
     # and the diffusers example use 5000 for SD 1.5 / SDXL.
     beta: float = 5000.0
+    # The chosen image's own denoising loss, added with this weight (TRL's `rpo_alpha` for
+    # language-model DPO): the policy also imitates the chosen samples, so the preference
+    # cannot be met by only making the rejected ones less likely. 0 = Diffusion-DPO as published.
+    sft_weight: float = 0.0
     allow_empty: bool = False
     seed: int = 0
     train: GenTrainParams = field(default_factory=_default_train)
@@ -60,6 +64,8 @@ class GenDpoConfig:
     def __post_init__(self) -> None:
         if not self.beta > 0:
             raise ValueError(f"gen_dpo.beta must be > 0 (published 5000), got {self.beta}")
+        if not self.sft_weight >= 0:
+            raise ValueError(f"gen_dpo.sft_weight must be >= 0 (0 = off), got {self.sft_weight}")
 
 
 @dataclass
@@ -208,7 +214,8 @@ def run(config: GenDpoConfig, policy_dir: Path, pairs_dir: Path, output_dir: Pat
         model_w, model_l = mse(transformer, *args).chunk(2)
         with torch.no_grad():
             ref_w, ref_l = mse(reference, *args).chunk(2)
-        loss, accuracy = diffusion_dpo_loss(model_w, model_l, ref_w, ref_l, config.beta)
+        dpo_loss, accuracy = diffusion_dpo_loss(model_w, model_l, ref_w, ref_l, config.beta)
+        loss = dpo_loss + config.sft_weight * model_w.mean()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(transformer.parameters(), config.train.max_grad_norm)
         optimizer.step()
@@ -216,6 +223,7 @@ def run(config: GenDpoConfig, policy_dir: Path, pairs_dir: Path, output_dir: Pat
         optimizer.zero_grad()
         return {
             "loss": loss.item(),
+            "dpo_loss": dpo_loss.item(),
             "implicit_accuracy": accuracy.item(),
             "chosen_mse": model_w.mean().item(),
             "rejected_mse": model_l.mean().item(),
