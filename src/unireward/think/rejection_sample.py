@@ -62,7 +62,7 @@ from unireward.prompt_templates import (
     resolve_templates,
 )
 from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
-from unireward.tasks import TASKS, Mode, parse_task
+from unireward.tasks import TASKS, parse_task
 from unireward.think.cold_start import select_items
 
 BACKENDS = ("one", "batched", "vllm", "vllm_offline")
@@ -286,23 +286,15 @@ def sample_from_server(
     prompt once for the k samples), at most `vllm_max_concurrency` requests in flight."""
     import openai
 
-    from unireward.serving.client import openai_messages, query_from_record
+    from unireward.serving.client import pair_messages, query_from_record
 
     client = openai.OpenAI(
         base_url=server.base_url, api_key=server.api_key, timeout=600, max_retries=2
     )
 
     def ask(index: int) -> list[str]:
-        query = query_from_record(items[index], root)
-        messages = openai_messages(
-            query.task,
-            Mode.PAIRWISE,
-            query.prompt,
-            query.media,
-            query.responses,
-            cot=True,
-            templates=templates,
-        )
+        query = dataclasses.replace(query_from_record(items[index], root), cot=True)
+        messages = pair_messages(query, templates=templates)
         reply = client.chat.completions.create(
             model=server.served_model_name,
             messages=messages,
