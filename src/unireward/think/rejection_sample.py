@@ -228,21 +228,16 @@ def offline_requests(
 
 
 def sample_offline(
-    model_dir: Path,
-    items: list[Record],
-    root: Path,
-    config: RejectionSampleConfig,
-    work: Path,
-    templates: PromptTemplates | None = None,
+    model_dir: Path, requests: list, config: RejectionSampleConfig, work: Path
 ) -> list[list[str]]:
-    """k sampled CoT texts per item from vLLM's offline engine: every item at once, `n=k` each
-    (the prompt's prefill shared by its k samples); the engine's log is `work/vllm-offline.log`.
-    Not reproducible: only the engine is seeded (serving.offline)."""
+    """k sampled CoT texts per item from vLLM's offline engine, given the items' requests
+    (`offline_requests`): every item at once, `n=k` each (the prompt's prefill shared by its k
+    samples); the engine's log is `work/vllm-offline.log`. Not reproducible: only the engine is
+    seeded (serving.offline)."""
     import tempfile
 
     from unireward.serving import offline
 
-    requests = offline_requests(items, root, config, templates)
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="unireward-rs-vllm-", dir=work) as tmp:
         try:
@@ -334,7 +329,8 @@ def sample(
         with vllm_server(model_dir, config, work / "vllm.log") as server:
             return sample_from_server(server, items, root, config, templates)
     if config.backend == "vllm_offline":
-        return sample_offline(model_dir, items, root, config, work, templates)
+        requests = offline_requests(items, root, config, templates)
+        return sample_offline(model_dir, requests, config, work)
     return sample_transformers(model_dir, items, root, config, templates)
 
 
