@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import yaml
 from safetensors.torch import load_file
 
 from grpo_pairs import IMG1, IMG2, image_generation_pairs
-from loopback import sigkill_at_checkpoint
+from loopback import sigkill_at_checkpoint, unireward_cmd
 from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import write_records
@@ -175,15 +174,7 @@ def test_a_sigkilled_grpo_process_resumes_from_its_last_checkpoint(
     }
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
-    cmd = [
-        sys.executable,
-        "-m",
-        "unireward.cli",
-        "grpo",
-        *("--params", str(params)),
-        *grpo_cli_inputs,
-        *("--output-dir", str(out)),
-    ]
+    cmd = unireward_cmd("grpo", "--params", params, *grpo_cli_inputs, "--output-dir", out)
     killed_at = sigkill_at_checkpoint(cmd, out, 4, {**os.environ, "PYTHONUNBUFFERED": "1"})
     assert 4 <= killed_at < 30 and not (out / "model.safetensors").exists()
 
