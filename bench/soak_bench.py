@@ -56,20 +56,21 @@ def build_bodies(root: Path) -> dict[str, list[dict]]:
     """Chat bodies for every pairwise and pointwise record of a small shapes world."""
     from unireward.data.schema import read_records
     from unireward.data.shapes import ShapesConfig, generate
-    from unireward.serving.client import PairQuery, openai_messages, query_from_record
-    from unireward.tasks import Mode
+    from unireward.serving.client import (
+        PairQuery,
+        pair_messages,
+        query_from_record,
+        score_messages,
+    )
 
     generate(ShapesConfig(seed=12, frames=4, train_per_task_mode=40, eval_per_task_mode=0), root)
     bodies: dict[str, list[dict]] = {"pair": [], "score": []}
     for record in read_records(root):
         q = query_from_record(record, root)
         if isinstance(q, PairQuery):
-            messages = openai_messages(q.task, Mode.PAIRWISE, q.prompt, q.media, q.responses)
-            bodies["pair"].append({"messages": messages, "max_tokens": 16})
+            bodies["pair"].append({"messages": pair_messages(q), "max_tokens": 16})
         else:
-            responses = [q.response] if q.response is not None else []
-            messages = openai_messages(q.task, Mode.POINTWISE, q.prompt, [q.media], responses)
-            bodies["score"].append({"messages": messages, "max_tokens": 8})
+            bodies["score"].append({"messages": score_messages(q), "max_tokens": 8})
     return bodies
 
 

@@ -1,5 +1,6 @@
 """Real services on loopback for the tests: a free port, a process whose output goes to a log and
-that is always stopped, waiting for an HTTP endpoint, and moto_server (S3 and the AWS APIs).
+that is always stopped, waiting for an HTTP endpoint, and moto_server (S3 and the AWS APIs); the
+command line of a `unireward` stage, and such a process SIGKILLed at a checkpoint.
 
 Shared by tests/test_ingest_remote.py (S3 and DVC remotes) and tests/prod/conftest.py (MLflow
 server on PostgreSQL + S3, Terraform against the AWS API emulator). `pythonpath = ["tests"]` in
@@ -68,6 +69,11 @@ def moto_server(log: Path, env: Mapping[str, str], timeout: float = 30) -> Itera
         wait_http(f"{url}/moto-api/", proc, timeout, log)
         yield url
         assert proc.poll() is None, f"moto_server died:\n{log.read_text()[-3000:]}"
+
+
+def unireward_cmd(stage: str, *args: str | Path) -> list[str]:
+    """`python -m unireward.cli <stage> <args>` with this interpreter: a stage as a process."""
+    return [sys.executable, "-m", "unireward.cli", stage, *map(str, args)]
 
 
 def sigkill_at_checkpoint(

@@ -21,6 +21,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from grpo_pairs import TINY_GRPO
 from loopback import free_port
 
 pytestmark = pytest.mark.slow
@@ -70,16 +71,7 @@ def test_grpo_under_zero3_with_two_cpu_processes(
     format_judge: Path, grpo_cli_inputs: list[str], tmp_path: Path
 ) -> None:
     params = tmp_path / "params.yaml"
-    grpo = {
-        "num_generations": 4,
-        "max_completion_length": 24,
-        "max_steps": 3,
-        "save_steps": 3,
-        "learning_rate": 1e-3,
-        "beta": 0.04,
-        "tracking_uri": "null",
-        "deepspeed": str(ZERO3),
-    }
+    grpo = {**TINY_GRPO, "max_steps": 3, "save_steps": 3, "beta": 0.04, "deepspeed": str(ZERO3)}
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
     _torchrun("grpo", params, [*grpo_cli_inputs, "--output-dir", str(out)])

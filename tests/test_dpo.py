@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from loopback import sigkill_at_checkpoint
+from loopback import sigkill_at_checkpoint, unireward_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "models" / "policy-tiny"
@@ -25,20 +24,9 @@ POLICY = ROOT / "models" / "policy-tiny"
 
 
 def _dpo_cmd(params: Path, pairs: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "unireward.cli",
-        "dpo",
-        "--params",
-        str(params),
-        "--policy",
-        str(POLICY),
-        "--pairs",
-        str(pairs),
-        "--output-dir",
-        str(out),
-    ]
+    return unireward_cmd(
+        "dpo", "--params", params, "--policy", POLICY, "--pairs", pairs, "--output-dir", out
+    )
 
 
 def test_killed_dpo_resumes_and_changes_the_policy(oracle_pairs: Path, tmp_path: Path) -> None:

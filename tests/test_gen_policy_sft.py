@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from loopback import sigkill_at_checkpoint
+from loopback import sigkill_at_checkpoint, unireward_cmd
 from unireward.genpolicy.loop import latest_checkpoint
 from unireward.genpolicy.model import (
     GenPolicyConfig,
@@ -114,16 +113,7 @@ def _params(tmp_path: Path, max_steps: int, **train) -> Path:
 
 
 def _cmd(params: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "unireward.cli",
-        "gen_policy_sft",
-        "--params",
-        str(params),
-        "--output-dir",
-        str(out),
-    ]
+    return unireward_cmd("gen_policy_sft", "--params", params, "--output-dir", out)
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from grpo_pairs import IMG1, IMG2, image_generation_pairs
-from loopback import sigkill_at_checkpoint
+from grpo_pairs import IMG1, IMG2, TINY_GRPO, image_generation_pairs
+from loopback import sigkill_at_checkpoint, unireward_cmd
 from mlflow_store import logged_artifacts
 from unireward.config import from_dict
 from unireward.data.schema import write_records
@@ -36,15 +35,7 @@ from unireward.training import CHECKPOINTS
 
 
 def _config(**kw) -> GrpoConfig:
-    base = {
-        "num_generations": 4,
-        "max_completion_length": 24,
-        "max_steps": 2,
-        "save_steps": 2,
-        "learning_rate": 1e-3,
-        "tracking_uri": "null",
-    }
-    return from_dict(GrpoConfig, {**base, **kw})
+    return from_dict(GrpoConfig, {**TINY_GRPO, "max_steps": 2, **kw})
 
 
 def test_rows_carry_the_cot_prompt_images_and_exact_solution(shapes_dataset: Path) -> None:
@@ -165,25 +156,10 @@ def test_a_sigkilled_grpo_process_resumes_from_its_last_checkpoint(
     grpo_cli_inputs: list[str], tmp_path: Path
 ) -> None:
     params = tmp_path / "params.yaml"
-    grpo = {
-        "num_generations": 4,
-        "max_completion_length": 24,
-        "max_steps": 30,
-        "save_steps": 2,
-        "learning_rate": 1e-3,
-        "tracking_uri": "null",
-    }
+    grpo = {**TINY_GRPO, "max_steps": 30}
     params.write_text(yaml.safe_dump({"grpo": grpo, "profiles": {"quick": {}}}))
     out = tmp_path / "grpo"
-    cmd = [
-        sys.executable,
-        "-m",
-        "unireward.cli",
-        "grpo",
-        *("--params", str(params)),
-        *grpo_cli_inputs,
-        *("--output-dir", str(out)),
-    ]
+    cmd = unireward_cmd("grpo", "--params", params, *grpo_cli_inputs, "--output-dir", out)
     killed_at = sigkill_at_checkpoint(cmd, out, 4, {**os.environ, "PYTHONUNBUFFERED": "1"})
     assert 4 <= killed_at < 30 and not (out / "model.safetensors").exists()
 

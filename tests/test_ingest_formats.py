@@ -19,6 +19,7 @@ from unireward.data import formats
 from unireward.data.ingest import IngestConfig, run
 from unireward.data.media import uniform_indices
 from unireward.data.schema import read_records
+from unireward.tasks import Task
 
 COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 160, 0)}
 N_CLIP = 20  # frames in the fixture clip; frame i has grey level 10 * i
@@ -102,12 +103,7 @@ def row(
     }
 
 
-IG, IU, VG, VU = (
-    "image_generation",
-    "image_understanding",
-    "video_generation",
-    "video_understanding",
-)
+IG, IU, VG, VU = (t.value for t in Task)  # the task names, as records spell them
 PAIR, POINT = "pairwise", "pointwise"
 R, B, G = "img/red.png", "img/blue.png", "img/green.png"
 COT = (

@@ -9,7 +9,6 @@ on 2 cores.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -57,22 +56,9 @@ def test_vllm_backend_gives_the_verdicts_of_batched_generate(tmp_path: Path) -> 
 @pytest.mark.timeout(900)
 @needs_vllm
 def test_rejection_sampling_offline_samples_k_per_item(shapes_dataset: Path, tmp_path) -> None:
-    from unireward.think.rejection_sample import RejectionSampleConfig, run
+    from test_rejection_sample import sample_k_per_item
 
-    config = RejectionSampleConfig(
-        backend="vllm_offline",
-        vllm_python=str(VLLM_PYTHON),
-        k=3,
-        max_new_tokens=16,
-        max_items_per_task=1,
-        tasks=("image_generation", "video_understanding"),
-        tracking_uri="null",
-    )
-    result = run(config, BASE, shapes_dataset, tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").open()]
-    assert result.items == 2 and result.samples == len(rows) == 6
-    assert [r["sample"] for r in rows] == [0, 1, 2, 0, 1, 2]
-    assert len({r["text"] for r in rows[:3]}) > 1  # k samples at temperature 1 differ
+    sample_k_per_item("vllm_offline", shapes_dataset, tmp_path)
     assert (tmp_path / offline.LOG_FILE).exists()
 
 

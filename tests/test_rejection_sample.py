@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,27 +165,35 @@ ROOT = Path(__file__).resolve().parents[1]
 VLLM_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
 
 
-@pytest.mark.integration  # starts a real vLLM server (~40 s)
-@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="run `make serve-venv` (make test does)")
-def test_vllm_backend_samples_k_per_item_like_the_transformers_one(
-    shapes_dataset: Path, tmp_path: Path
-) -> None:
-    # The shipped base (head_dim 32: vLLM's CPU attention needs >= 32; the test preset is smaller).
+def sample_k_per_item(backend: str, dataset: Path, out: Path) -> tuple[Any, list[dict]]:
+    """rejection_sample with a vLLM `backend` on the shipped base (head_dim 32: vLLM's CPU
+    attention needs >= 32; the test preset is smaller), k=3 on one item of each of two tasks:
+    its result and its samples.jsonl rows, checked to be k per item and not all alike. Shared
+    with tests/test_offline_engine.py (backend vllm_offline)."""
     config = _config(
-        backend="vllm",
+        backend=backend,
         vllm_python=str(VLLM_PYTHON),
         k=3,
         max_new_tokens=16,
         max_items_per_task=1,
         tasks=["image_generation", "video_understanding"],
     )
-    result = run(config, ROOT / "models" / "base-tiny", shapes_dataset, tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").open()]
+    result = run(config, ROOT / "models" / "base-tiny", dataset, out)
+    rows = [json.loads(line) for line in (out / "samples.jsonl").open()]
     assert result.items == 2 and result.samples == len(rows) == 6
     assert [r["sample"] for r in rows] == [0, 1, 2, 0, 1, 2]
     assert all(isinstance(r["text"], str) for r in rows)
     # k samples at temperature 1 differ (the shipped base writes a few distinct tokens at least)
     assert len({r["text"] for r in rows[:3]}) > 1
+    return result, rows
+
+
+@pytest.mark.integration  # starts a real vLLM server (~40 s)
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="run `make serve-venv` (make test does)")
+def test_vllm_backend_samples_k_per_item_like_the_transformers_one(
+    shapes_dataset: Path, tmp_path: Path
+) -> None:
+    result, rows = sample_k_per_item("vllm", shapes_dataset, tmp_path)
     missed = [i for i in ("0", "1") if not any(r["correct"] for r in rows[int(i) * 3 :][:3])]
     assert result.hard == len(missed) and (tmp_path / "vllm.log").exists()
 

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from loopback import sigkill_at_checkpoint
+from loopback import sigkill_at_checkpoint, unireward_cmd
 
 
 def _params(tmp_path: Path, max_steps: int) -> Path:
@@ -31,20 +30,10 @@ def _params(tmp_path: Path, max_steps: int) -> Path:
 
 
 def _cmd(params: Path, model: Path, data: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "unireward.cli",
+    return unireward_cmd(
         "unified_sft",
-        "--params",
-        str(params),
-        "--base-model",
-        str(model),
-        "--dataset",
-        str(data),
-        "--output-dir",
-        str(out),
-    ]
+        *("--params", params, "--base-model", model, "--dataset", data, "--output-dir", out),
+    )
 
 
 def test_killed_unified_sft_resumes_from_its_last_checkpoint(

@@ -32,6 +32,7 @@ from unireward.data.validate import (
     media_reason,
     run,
 )
+from unireward.tasks import Task
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 SMALL = ShapesConfig(train_per_task_mode=3, eval_per_task_mode=2, frames=4)
@@ -91,12 +92,7 @@ class Case:
     reason: str  # substring of the quarantined row's first reason
 
 
-IG, IU, VG, VU = (
-    "image_generation",
-    "image_understanding",
-    "video_generation",
-    "video_understanding",
-)
+IG, IU, VG, VU = (t.value for t in Task)  # the task names, as records spell them
 PAIR, POINT = "pairwise", "pointwise"
 XSS = "<script>alert(1)</script>"
 

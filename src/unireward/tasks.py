@@ -8,6 +8,7 @@ Prompt builders and parsers live in `unireward.contract`; this module only names
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
 
 class Task(StrEnum):
@@ -64,21 +65,25 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _parse(kind: type[E], noun: str, name: str) -> E:
+    """The `kind` member named `name`, with an error that lists the valid names."""
+    try:
+        return kind(name)
+    except ValueError:
+        valid = ", ".join(member.value for member in kind)
+        raise ValueError(f"unknown {noun} {name!r}; expected one of: {valid}") from None
+
+
 def parse_task(name: str) -> Task:
     """Task from its name, with an error that lists the valid names."""
-    try:
-        return Task(name)
-    except ValueError:
-        valid = ", ".join(t.value for t in Task)
-        raise ValueError(f"unknown task {name!r}; expected one of: {valid}") from None
+    return _parse(Task, "task", name)
 
 
 def parse_mode(name: str) -> Mode:
-    try:
-        return Mode(name)
-    except ValueError:
-        valid = ", ".join(m.value for m in Mode)
-        raise ValueError(f"unknown mode {name!r}; expected one of: {valid}") from None
+    return _parse(Mode, "mode", name)
 
 
 def normalise_score(task: Task, score: float) -> float:

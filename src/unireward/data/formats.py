@@ -362,6 +362,23 @@ def _record(
     )
 
 
+def _pair_record(
+    rec: dict[str, Any],
+    ctx: _Ctx,
+    task: Task,
+    prompt: str,
+    media: list[list[str]],
+    responses: list[str],
+    preferred: int | None,
+    **meta: Any,
+) -> Record:
+    """A benchmark's pairwise row: the label is the exact answer for the `preferred` candidate
+    (0 or 1), or the tie answer for None."""
+    label = TIE_ANSWERS[task] if preferred is None else PAIR_ANSWERS[task][preferred]
+    verdict = Verdict(Mode.PAIRWISE, "", label=label)
+    return _record(rec, ctx, task, Mode.PAIRWISE, prompt, media, responses, verdict, **meta)
+
+
 def read_llava(rec: dict[str, Any], ctx: _Ctx) -> Record:
     turns = _field(rec, "conversations")
     if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
@@ -427,20 +444,16 @@ def _genai(rec: dict[str, Any], ctx: _Ctx, task: Task, left: str, right: str) ->
     vote = _field(rec, "vote_type")
     if vote not in _GENAI_VOTES:
         raise RecordError(f"invalid label: vote_type {vote!r:.40} not one of {list(_GENAI_VOTES)}")
-    preferred = _GENAI_VOTES[vote]
-    label = TIE_ANSWERS[task] if preferred is None else PAIR_ANSWERS[task][preferred]
     media = [ctx.media.visual(_field(rec, left)), ctx.media.visual(_field(rec, right))]
     models = {k: rec[k] for k in ("left_model", "right_model") if k in rec}
-    verdict = Verdict(Mode.PAIRWISE, "", label=label)
-    return _record(
+    return _pair_record(
         rec,
         ctx,
         task,
-        Mode.PAIRWISE,
         _field(rec, "prompt"),
         media,
         [],
-        verdict,
+        _GENAI_VOTES[vote],
         vote_type=vote,
         **models,
     )
@@ -461,15 +474,17 @@ def read_videogen_rewardbench(rec: dict[str, Any], ctx: _Ctx) -> Record:
     overall = _field(rec, "Overall")
     if overall not in _OVERALL:
         raise RecordError(f"invalid label: Overall {overall!r:.40} not one of {list(_OVERALL)}")
-    task = Task.VIDEO_GENERATION
-    label = (
-        TIE_ANSWERS[task] if _OVERALL[overall] is None else PAIR_ANSWERS[task][_OVERALL[overall]]
-    )
     media = [ctx.media.visual(_field(rec, "path_A")), ctx.media.visual(_field(rec, "path_B"))]
     models = {k: rec[k] for k in ("A_model", "B_model") if k in rec}
-    verdict = Verdict(Mode.PAIRWISE, "", label=label)
-    return _record(
-        rec, ctx, task, Mode.PAIRWISE, _field(rec, "prompt"), media, [], verdict, **models
+    return _pair_record(
+        rec,
+        ctx,
+        Task.VIDEO_GENERATION,
+        _field(rec, "prompt"),
+        media,
+        [],
+        _OVERALL[overall],
+        **models,
     )
 
 
@@ -482,19 +497,14 @@ def read_vl_rewardbench(rec: dict[str, Any], ctx: _Ctx) -> Record:
             f"invalid label: human_ranking {ranking!r:.40} must rank the 2 answers "
             f"(understanding tasks have no tie)"
         )
-    task = Task.IMAGE_UNDERSTANDING
-    label = PAIR_ANSWERS[task][0 if ranking[0] < ranking[1] else 1]
-    media = [ctx.media.visual(_field(rec, "image"))]
-    verdict = Verdict(Mode.PAIRWISE, "", label=label)
-    return _record(
+    return _pair_record(
         rec,
         ctx,
-        task,
-        Mode.PAIRWISE,
+        Task.IMAGE_UNDERSTANDING,
         _field(rec, "query"),
-        media,
+        [ctx.media.visual(_field(rec, "image"))],
         [str(r) for r in responses],
-        verdict,
+        0 if ranking[0] < ranking[1] else 1,
     )
 
 

@@ -239,6 +239,38 @@ def openai_messages(
 Encoder = Callable[[Image.Image], str]
 
 
+def pair_messages(
+    query: PairQuery, encode: Encoder = image_data_url, templates: PromptTemplates | None = None
+) -> list[dict[str, Any]]:
+    """`openai_messages` asking a pairwise query (in CoT mode when `query.cot`)."""
+    return openai_messages(
+        query.task,
+        Mode.PAIRWISE,
+        query.prompt,
+        query.media,
+        query.responses,
+        query.cot,
+        encode=encode,
+        templates=templates,
+    )
+
+
+def score_messages(
+    query: ScoreQuery, encode: Encoder = image_data_url, templates: PromptTemplates | None = None
+) -> list[dict[str, Any]]:
+    """`openai_messages` asking a pointwise query (its one item; its answer, if any)."""
+    responses = () if query.response is None else (query.response,)
+    return openai_messages(
+        query.task,
+        Mode.POINTWISE,
+        query.prompt,
+        (query.media,),
+        responses,
+        encode=encode,
+        templates=templates,
+    )
+
+
 def _memo_encoder() -> Encoder:
     """`image_data_url` that encodes each image once per call, however often it is sent (swap,
     groups). Keyed by id: the call's queries keep their images alive, so ids stay unique."""
@@ -382,16 +414,7 @@ class RewardClient:
         return self.judge_pairs([query], swap=swap)[0]
 
     async def _ask_pair(self, session: _Session, query: PairQuery, encode: Encoder) -> _Reply:
-        messages = openai_messages(
-            query.task,
-            Mode.PAIRWISE,
-            query.prompt,
-            query.media,
-            query.responses,
-            query.cot,
-            encode=encode,
-            templates=self.config.prompt_templates,
-        )
+        messages = pair_messages(query, encode, self.config.prompt_templates)
         limit = self.config.cot_max_tokens if query.cot else self.config.max_tokens
         return await session.complete(messages, limit)
 
@@ -412,16 +435,7 @@ class RewardClient:
         return asyncio.run(self.ascore(queries))
 
     async def _ask_score(self, session: _Session, query: ScoreQuery, encode: Encoder) -> _Reply:
-        responses = () if query.response is None else (query.response,)
-        messages = openai_messages(
-            query.task,
-            Mode.POINTWISE,
-            query.prompt,
-            (query.media,),
-            responses,
-            encode=encode,
-            templates=self.config.prompt_templates,
-        )
+        messages = score_messages(query, encode, self.config.prompt_templates)
         return await session.complete(messages, self.config.max_tokens)
 
     # ---- groups

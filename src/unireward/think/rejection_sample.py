@@ -62,7 +62,7 @@ from unireward.prompt_templates import (
     resolve_templates,
 )
 from unireward.rewards import CHECKS, format_reward, is_correct, reasoning_ok
-from unireward.tasks import TASKS, Mode, parse_task
+from unireward.tasks import TASKS, parse_task
 from unireward.think.cold_start import select_items
 
 BACKENDS = ("one", "batched", "vllm", "vllm_offline")
@@ -228,21 +228,16 @@ def offline_requests(
 
 
 def sample_offline(
-    model_dir: Path,
-    items: list[Record],
-    root: Path,
-    config: RejectionSampleConfig,
-    work: Path,
-    templates: PromptTemplates | None = None,
+    model_dir: Path, requests: list, config: RejectionSampleConfig, work: Path
 ) -> list[list[str]]:
-    """k sampled CoT texts per item from vLLM's offline engine: every item at once, `n=k` each
-    (the prompt's prefill shared by its k samples); the engine's log is `work/vllm-offline.log`.
-    Not reproducible: only the engine is seeded (serving.offline)."""
+    """k sampled CoT texts per item from vLLM's offline engine, given the items' requests
+    (`offline_requests`): every item at once, `n=k` each (the prompt's prefill shared by its k
+    samples); the engine's log is `work/vllm-offline.log`. Not reproducible: only the engine is
+    seeded (serving.offline)."""
     import tempfile
 
     from unireward.serving import offline
 
-    requests = offline_requests(items, root, config, templates)
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="unireward-rs-vllm-", dir=work) as tmp:
         try:
@@ -286,23 +281,15 @@ def sample_from_server(
     prompt once for the k samples), at most `vllm_max_concurrency` requests in flight."""
     import openai
 
-    from unireward.serving.client import openai_messages, query_from_record
+    from unireward.serving.client import pair_messages, query_from_record
 
     client = openai.OpenAI(
         base_url=server.base_url, api_key=server.api_key, timeout=600, max_retries=2
     )
 
     def ask(index: int) -> list[str]:
-        query = query_from_record(items[index], root)
-        messages = openai_messages(
-            query.task,
-            Mode.PAIRWISE,
-            query.prompt,
-            query.media,
-            query.responses,
-            cot=True,
-            templates=templates,
-        )
+        query = dataclasses.replace(query_from_record(items[index], root), cot=True)
+        messages = pair_messages(query, templates=templates)
         reply = client.chat.completions.create(
             model=server.served_model_name,
             messages=messages,
@@ -342,7 +329,8 @@ def sample(
         with vllm_server(model_dir, config, work / "vllm.log") as server:
             return sample_from_server(server, items, root, config, templates)
     if config.backend == "vllm_offline":
-        return sample_offline(model_dir, items, root, config, work, templates)
+        requests = offline_requests(items, root, config, templates)
+        return sample_offline(model_dir, requests, config, work)
     return sample_transformers(model_dir, items, root, config, templates)
 
 
