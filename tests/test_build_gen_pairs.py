@@ -42,6 +42,24 @@ def test_oracle_pairs_keep_only_truly_better_chosen_images(tmp_path: Path) -> No
         assert json.loads(row.provenance)["judge"] == "oracle"
 
 
+def test_more_pairs_per_caption_come_from_the_same_drawings(tmp_path: Path) -> None:
+    """pairs_per_caption: the paper's pair first, then more winner-loser pairs of the same
+    caption; with the oracle each one's chosen image is still truly better."""
+    one = run(_config(judge="oracle"), POLICY, tmp_path / "one")
+    many = run(_config(judge="oracle", pairs_per_caption=6), POLICY, tmp_path / "many")
+    assert many.kept > one.kept and many.stats["chosen_truly_better"] == 1.0
+    assert many.stats["captions_kept"] == one.stats["captions_kept"] == one.kept
+    a = pd.read_parquet(tmp_path / "one" / "pairs.parquet")
+    b = pd.read_parquet(tmp_path / "many" / "pairs.parquet")
+    assert b.groupby("cid").size().max() <= 6
+    first = b.groupby("cid").head(1).reset_index(drop=True)
+    assert list(first["chosen_score"]) == list(a["chosen_score"])
+    assert list(first["rejected_score"]) == list(a["rejected_score"])
+    assert (b["chosen_score"] > b["rejected_score"]).all()
+    with pytest.raises(ValueError, match="pairs_per_caption >= 1"):
+        _config(pairs_per_caption=0)
+
+
 def test_a_random_judge_is_reproducible_and_no_better_than_luck(tmp_path: Path) -> None:
     a = run(_config(judge="random"), POLICY, tmp_path / "a")
     b = run(_config(judge="random"), POLICY, tmp_path / "b")

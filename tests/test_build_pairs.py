@@ -45,6 +45,38 @@ def test_select_pair(verdicts, scores, want) -> None:
     assert (d.status, d.chosen, d.rejected) == want
 
 
+@pytest.mark.parametrize(
+    ("verdicts", "scores", "k", "want"),
+    [
+        # k = 1 is select_pair's pair
+        ({(0, 1): 1, (2, 3): 1}, [60.0, 50.0, 80.0, 5.0], 1, [(2, 3)]),
+        # then the other winner-loser pairs whose scores agree, widest margin first
+        (
+            {(0, 1): 1, (2, 3): 1},
+            [60.0, 50.0, 80.0, 5.0],
+            9,
+            [(2, 3), (0, 3), (2, 1), (0, 1)],
+        ),
+        # select_pair's pair first; a winner scored below a loser is not paired with it; a tie
+        # adds no item
+        (
+            {(0, 1): 1, (2, 3): 1, (4, 5): 0},
+            [60.0, 50.0, 40.0, 55.0, 99.0, 0.0],
+            9,
+            [(0, 1), (0, 3)],
+        ),
+        # an item on both lists is not paired with itself (2 beat 0: a pair); unscored ones
+        # are left out
+        ({(0, 1): 1, (2, 0): 1}, [90.0, 10.0, 95.0], 9, [(2, 1), (0, 1), (2, 0)]),
+        ({(0, 1): 1, (2, 3): 1}, [60.0, 50.0, None, 5.0], 9, [(0, 3), (0, 1)]),
+        # a prompt that is not kept gives nothing
+        ({(0, 1): 0}, [90.0, 10.0], 9, []),
+    ],
+)
+def test_more_pairs_from_one_prompt(verdicts, scores, k, want) -> None:
+    assert P.more_pairs(verdicts, scores, P.select_pair(verdicts, scores), k) == want
+
+
 def test_pair_ranking_alone_ranks_by_wins() -> None:
     """point_sift: false -- the win counts are the scores: a decided pair is kept, a tie is not,
     and an item that won one pair and lost another is never both chosen and rejected."""

@@ -62,6 +62,10 @@ class BuildGenPairsConfig:
     judge_url: str = ""  # a running judge server; "" = start one on the judge checkpoint
     captions: int = 120  # training captions
     samples: int = 8  # N images per caption
+    # Preference rows per kept caption: 1 = the paper's (best-scored winner, worst-scored
+    # loser); more = also the other winner-loser pairs whose scores agree, widest margin first
+    # (`policy.pairs.more_pairs`): more pairs from the same drawings.
+    pairs_per_caption: int = 1
     num_inference_steps: int = 20
     guidance_scale: float = 3.0
     swap: bool = True
@@ -86,8 +90,10 @@ class BuildGenPairsConfig:
             raise ValueError(
                 f"build_gen_pairs.judge_url must be http(s)://host:port/v1, got {self.judge_url!r}"
             )
-        if self.captions < 1 or self.samples < 2:
-            raise ValueError("build_gen_pairs.captions must be >= 1 and samples >= 2")
+        if self.captions < 1 or self.samples < 2 or self.pairs_per_caption < 1:
+            raise ValueError(
+                "build_gen_pairs.captions must be >= 1, samples >= 2 and pairs_per_caption >= 1"
+            )
         if self.num_inference_steps < 1 or self.judge_image_size < 8:
             raise ValueError("build_gen_pairs.num_inference_steps >= 1, judge_image_size >= 8")
 
@@ -248,6 +254,37 @@ def judge_candidates(judge, cands: Sequence[GenCandidates], config: BuildGenPair
     return verdicts, scores, dict(counts)
 
 
+def _pair_row(
+    c: GenCandidates, n: int, chosen: int, rejected: int, scores, media: Path, output_dir: Path
+) -> dict[str, Any]:
+    """One preference row (its images saved under `media`), and whether the checker finds the
+    chosen image truly more aligned than the rejected one."""
+    paths = {}
+    for side, index in (("chosen", chosen), ("rejected", rejected)):
+        path = media / f"{c.cid}_{n:05d}_{side}.png"
+        # Saved as drawn (the policy's size): gen_dpo trains on the policy's own samples, not on
+        # a resized copy of them.
+        c.drawn[index].save(path)
+        paths[side] = str(path.relative_to(output_dir))
+    right = [
+        sum(alignment(read_image(c.images[i]), c.scene)[a] for a in ATTRIBUTES)
+        for i in (chosen, rejected)
+    ]
+    truth = {"colour": c.scene.colour, "shape": c.scene.shape, "position": c.scene.position}
+    return {
+        "cid": c.cid,
+        "caption": describe(c.scene),
+        "chosen": paths["chosen"],
+        "rejected": paths["rejected"],
+        "chosen_score": float(scores[chosen]),
+        "rejected_score": float(scores[rejected]),
+        "truth": json.dumps(truth),
+        "chosen_reads": json.dumps(_reading(c.images[chosen])),
+        "rejected_reads": json.dumps(_reading(c.images[rejected])),
+        "truly_better": right[0] > right[1],
+    }
+
+
 def _reading(image) -> dict[str, Any]:
     seen = read_image(image)
     return {"colour": seen.colour, "shape": seen.shape, "position": seen.position}
@@ -317,41 +354,16 @@ def run(
         **source,
         "policy": str(policy_dir),
         "samples": config.samples,
+        "pairs_per_caption": config.pairs_per_caption,
         "swap": config.swap,
         "scores": "pointwise" if config.point_sift else "pair_wins",
         "prompt_templates": describe_templates(templates) if templates is not None else None,
     }
-    for c, d in zip(cands, decisions, strict=True):
-        if d.status != "kept":
-            continue
-        paths = {}
-        for side, index in (("chosen", d.chosen), ("rejected", d.rejected)):
-            path = media / f"{c.cid}_{side}.png"
-            # Saved as drawn (the policy's size): gen_dpo trains on the policy's own samples,
-            # not on a resized copy of them.
-            c.drawn[index].save(path)
-            paths[side] = str(path.relative_to(output_dir))
-        chosen_ok = sum(alignment(read_image(c.images[d.chosen]), c.scene)[a] for a in ATTRIBUTES)
-        rejected_ok = sum(
-            alignment(read_image(c.images[d.rejected]), c.scene)[a] for a in ATTRIBUTES
-        )
-        truly_better += chosen_ok > rejected_ok
-        rows.append(
-            {
-                "cid": c.cid,
-                "caption": describe(c.scene),
-                "chosen": paths["chosen"],
-                "rejected": paths["rejected"],
-                "chosen_score": float(d.chosen_score),
-                "rejected_score": float(d.rejected_score),
-                "truth": json.dumps(
-                    {"colour": c.scene.colour, "shape": c.scene.shape, "position": c.scene.position}
-                ),
-                "chosen_reads": json.dumps(_reading(c.images[d.chosen])),
-                "rejected_reads": json.dumps(_reading(c.images[d.rejected])),
-                "provenance": json.dumps(provenance),
-            }
-        )
+    for c, v, sc, d in zip(cands, verdicts, scores, decisions, strict=True):
+        for chosen, rejected in P.more_pairs(v, sc, d, config.pairs_per_caption):
+            row = _pair_row(c, len(rows), chosen, rejected, sc, media, output_dir)
+            truly_better += row.pop("truly_better")
+            rows.append({**row, "provenance": json.dumps(provenance)})
     frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["cid", "caption"])
     frame.to_parquet(output_dir / "pairs.parquet.partial")
     os.replace(output_dir / "pairs.parquet.partial", output_dir / "pairs.parquet")
@@ -359,6 +371,7 @@ def run(
     stats = {
         "captions": float(len(cands)),
         "kept": float(len(rows)),
+        "captions_kept": float(len({row["cid"] for row in rows})),
         **{f"status/{s}": float(status.get(s, 0)) for s in P.STATUSES},
         **{k: float(v) for k, v in counts.items()},
         "distinct_images_mean": float(np.mean([len(c.images) for c in cands])),

@@ -97,3 +97,42 @@ def select_pair(
     if c <= r or best == worst:
         return PairDecision("chosen_not_better", best, worst, c, r)
     return PairDecision("kept", best, worst, c, r)
+
+
+def more_pairs(
+    verdicts: Mapping[tuple[int, int], int | None],
+    scores: Sequence[float | None],
+    decision: PairDecision,
+    k: int,
+) -> list[tuple[int, int]]:
+    """Up to `k` (chosen, rejected) pairs for one kept prompt: the decision's own pair first,
+    then other pairs of a chosen-list item and a rejected-list item (as `select_pair` builds
+    them) whose scores differ the same way, widest margin first, each item pair once. For many
+    pairs from few samples (`build_gen_pairs.pairs_per_caption`); k = 1 is `select_pair`'s.
+
+    >>> v = {(0, 1): 1, (2, 3): 1}
+    >>> d = select_pair(v, [3.0, 1.0, 2.0, 0.0])
+    >>> more_pairs(v, [3.0, 1.0, 2.0, 0.0], d, 4)
+    [(0, 3), (0, 1), (2, 3), (2, 1)]
+    """
+    if decision.status != "kept" or k < 1:
+        return []
+    winners, losers = [], []
+    for (i, j), v in verdicts.items():
+        if v in (1, 2):
+            win, lose = (i, j) if v == 1 else (j, i)
+            winners.append(win) if win not in winners else None
+            losers.append(lose) if lose not in losers else None
+    first = (decision.chosen, decision.rejected)
+    others = [
+        (c, r)
+        for c in winners
+        for r in losers
+        if c != r
+        and (c, r) != first
+        and scores[c] is not None
+        and scores[r] is not None
+        and float(scores[c]) > float(scores[r])  # type: ignore[arg-type]
+    ]
+    others.sort(key=lambda p: float(scores[p[0]]) - float(scores[p[1]]), reverse=True)  # type: ignore[arg-type]
+    return [first, *others][:k]  # type: ignore[list-item]
