@@ -42,6 +42,26 @@ def summary_keys(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if "/by/" not in k and k.count("/") <= 2}
 
 
+def by_difference(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The judge's accuracy per task and per what the two items differ in (colour, shape,
+    motion, a defect, a tie; `evaluate`'s `<split>/<task>/by/<difference>/pairwise_tau`) on the
+    held-out splits."""
+    return {k: v for k, v in metrics.items() if "/by/" in k and k.startswith("eval_")}
+
+
+def difference_table(by: Mapping[str, float]) -> str:
+    """Markdown: one row per task and difference, seen and unseen accuracy."""
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for key, value in by.items():
+        split, task, _, difference, _ = key.split("/")
+        rows.setdefault((task, difference), {})[split] = value
+    out = ["| task | items differ in | seen | unseen |", "|---|---|---|---|"]
+    for (task, difference), cells in sorted(rows.items()):
+        seen, unseen = (_num(cells.get(s, math.nan)) for s in ("eval_seen", "eval_unseen"))
+        out.append(f"| {task} | {difference} | {seen} | {unseen} |")
+    return "\n".join(out)
+
+
 def _num(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -152,6 +172,18 @@ def results_md(runs: Mapping[str, Mapping[str, Any]]) -> str:
             format_comparison(run["base"], run["judge"]),
             "```",
             "",
+            *(
+                [
+                    "The unified judge's accuracy by what the two items differ in (tau: a tie",
+                    "answer on a non-tie pair counts wrong; ~50 pairs a task and split in quick,",
+                    "200 in full, split over the differences):",
+                    "",
+                    difference_table(run["judge_by_difference"]),
+                    "",
+                ]
+                if run.get("judge_by_difference")
+                else []
+            ),
             "The UnifiedReward-Think ablation (unified judge → cold start → + RS → + GRPO):",
             "",
             run["ablation_md"].strip(),

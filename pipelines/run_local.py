@@ -242,7 +242,7 @@ def summary(run: LocalRun, profile: str) -> dict[str, Any]:
     """What pipelines.results renders: the run's own metrics files, its gate decision, time."""
     import datetime
 
-    from pipelines.results import summary_keys
+    from pipelines.results import by_difference, summary_keys
 
     return {
         "profile": profile,
@@ -254,6 +254,7 @@ def summary(run: LocalRun, profile: str) -> dict[str, Any]:
             name: summary_keys(getattr(run, f"{name}_metrics"))
             for name in ("base", "judge", "think", "rs", "grpo")
         },
+        "judge_by_difference": by_difference(run.judge_metrics),
         "ablation_md": run.ablation_table,
         "registration": {**run.registration, "aliases": run.aliases},
         "pair_stats": run.pair_stats,

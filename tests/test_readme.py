@@ -120,3 +120,23 @@ def test_the_results_tables_are_generated_from_the_recorded_runs(monkeypatch) ->
     from pipelines import results
 
     assert results.main(["--check"]) == 0, "run `python -m pipelines.results`"
+
+
+def test_the_judges_accuracy_by_difference_is_a_table_of_its_own_metrics(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from pipelines import results
+
+    metrics = {
+        "eval_seen/video_generation/by/motion/pairwise_tau": 0.25,
+        "eval_unseen/video_generation/by/motion/pairwise_tau": 0.5,
+        "eval_seen/image_generation/by/shape/pairwise_tau": 1.0,
+        "eval_seen/image_generation/pairwise_diff": 0.9,  # not a breakdown
+        "hard/image_generation/by/shape/pairwise_tau": 0.0,  # not a held-out split
+    }
+    by = results.by_difference(metrics)
+    assert sorted(by) == sorted(k for k in metrics if "/by/" in k and k.startswith("eval_"))
+    table = results.difference_table(by).splitlines()
+    assert table[2:] == [
+        "| image_generation | shape | 1.00 | – |",
+        "| video_generation | motion | 0.25 | 0.50 |",
+    ]
