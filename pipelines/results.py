@@ -45,8 +45,15 @@ def summary_keys(metrics: Mapping[str, float]) -> dict[str, float]:
 def by_difference(metrics: Mapping[str, float]) -> dict[str, float]:
     """The judge's accuracy per task and per what the two items differ in (colour, shape,
     motion, a defect, a tie; `evaluate`'s `<split>/<task>/by/<difference>/pairwise_tau`) on the
-    held-out splits."""
-    return {k: v for k, v in metrics.items() if "/by/" in k and k.startswith("eval_")}
+    held-out splits. The seen split's keys carry no split prefix; they get `eval_seen/`."""
+    out = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[1] == "by":
+            out[f"eval_seen/{key}"] = value
+        elif len(parts) == 5 and parts[2] == "by" and parts[0] in ("eval_seen", "eval_unseen"):
+            out[key] = value
+    return out
 
 
 def difference_table(by: Mapping[str, float]) -> str:
